@@ -1,0 +1,44 @@
+"""claver-hf: CLAVER video action recognition as a Hugging Face Transformers model."""
+
+from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
+
+from .configuration import ClaverConfig, ClaverVisionConfig
+from .modeling import (
+    ClaverForVideoClassification,
+    ClaverModel,
+    ClaverOutput,
+    ClaverPreTrainedModel,
+    ClaverVideoClassifierOutput,
+    ClaverVideoFeaturesOutput,
+    ClaverVisionModel,
+    ClaverVisionModelOutput,
+    KroneckerEncoderLayer,
+    KroneckerMaskAttention,
+    kronecker_allowed_mask,
+    kronecker_mask_mod,
+)
+
+__version__ = "0.1.0"
+
+AutoConfig.register(ClaverConfig.model_type, ClaverConfig, exist_ok=True)
+AutoConfig.register(ClaverVisionConfig.model_type, ClaverVisionConfig, exist_ok=True)
+AutoModel.register(ClaverConfig, ClaverModel, exist_ok=True)
+AutoModel.register(ClaverVisionConfig, ClaverVisionModel, exist_ok=True)
+AutoModelForVideoClassification.register(ClaverConfig, ClaverForVideoClassification, exist_ok=True)
+
+__all__ = [
+    "ClaverConfig",
+    "ClaverForVideoClassification",
+    "ClaverModel",
+    "ClaverOutput",
+    "ClaverPreTrainedModel",
+    "ClaverVideoClassifierOutput",
+    "ClaverVideoFeaturesOutput",
+    "ClaverVisionConfig",
+    "ClaverVisionModel",
+    "ClaverVisionModelOutput",
+    "KroneckerEncoderLayer",
+    "KroneckerMaskAttention",
+    "kronecker_allowed_mask",
+    "kronecker_mask_mod",
+]

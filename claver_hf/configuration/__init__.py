@@ -1,0 +1,3 @@
+from .configuration_claver import ClaverConfig, ClaverVisionConfig
+
+__all__ = ["ClaverConfig", "ClaverVisionConfig"]

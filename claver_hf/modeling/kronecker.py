@@ -1,0 +1,327 @@
+"""Kronecker mask attention (CLAVER, ICLR 2025): masks over frame-major `T·L` token sequences and a
+transformer layer that applies them through the transformers attention interface.
+
+Nothing here depends on the rest of CLAVER: any transformer whose sequence is `T` frames of `L` tokens
+laid out frame-major (token `i` of frame `t` at index `t * L + i`) can use it.
+
+Example: a KMTA layer on top of features of 8 frames × 50 tokens, width 256.
+
+```python
+>>> import torch
+>>> from transformers import CLIPVisionConfig
+>>> from claver_hf.modeling.kronecker import KroneckerEncoderLayer
+>>> config = CLIPVisionConfig(hidden_size=256, intermediate_size=1024, num_attention_heads=4)
+>>> config._attn_implementation = "sdpa"
+>>> layer = KroneckerEncoderLayer(config, mask_type="kmta")
+>>> tokens = torch.randn(2, 8 * 50, 256)  # (batch, T·L, width)
+>>> layer(tokens, num_frames=8).shape
+torch.Size([2, 400, 256])
+```
+
+Mask semantics (SPEC §2, `1` = blocked, rows = queries): with `I` identity, `J` all-ones,
+`U = triu(J_T, 1)`,
+
+| type           | blocked set                                |
+|----------------|--------------------------------------------|
+| `kmta`         | `I_T ⊗ (J_L − I_L)`                         |
+| `kmcta`        | `I_T ⊗ (J_L − I_L) + U_T ⊗ J_L`             |
+| `joint`        | nothing                                    |
+| `spatial`      | `(J_T − I_T) ⊗ J_L`                         |
+| `divided`      | `J_T ⊗ (J_L − I_L)`                         |
+| `cls_temporal` | `J_T ⊗ (J_L − e0 e0ᵀ)`, diagonal kept open |
+
+How the masks are applied, so that no dense float `T·L × T·L` mask is built per layer or batch element:
+the mask of each `(type, T, L, device)` is built once and cached. It is split into
+*chunks* (query range, key range, residual mask) that skip key ranges the mask blocks entirely: KMCTA
+runs one chunk per frame against the keys of that frame and the earlier ones (about half of the work of
+full attention), `spatial` one chunk per frame against its own frame; the others run one chunk. `sdpa`
+receives the boolean residual mask, `eager` an additive float copy (eager materialises the attention
+weights anyway), `flex_attention` a cached `BlockMask` built from the mask's `mask_mod`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.clip.modeling_clip import CLIPAttention, CLIPEncoderLayer, eager_attention_forward
+
+KroneckerMaskType = Literal["kmta", "kmcta", "joint", "spatial", "divided", "cls_temporal"]
+
+
+# Each rule says which keys a query may attend to, from flat frame-major indices; they work on broadcast
+# index tensors (dense masks) and inside FlexAttention's `mask_mod` alike.
+def _kmta(q: torch.Tensor, k: torch.Tensor, L: int) -> torch.Tensor:
+    return (q // L != k // L) | (q == k)
+
+
+def _kmcta(q: torch.Tensor, k: torch.Tensor, L: int) -> torch.Tensor:
+    return (k // L < q // L) | (q == k)
+
+
+def _joint(q: torch.Tensor, k: torch.Tensor, L: int) -> torch.Tensor:
+    return (q >= 0) | (k >= 0)
+
+
+def _spatial(q: torch.Tensor, k: torch.Tensor, L: int) -> torch.Tensor:
+    return q // L == k // L
+
+
+def _divided(q: torch.Tensor, k: torch.Tensor, L: int) -> torch.Tensor:
+    return q % L == k % L
+
+
+def _cls_temporal(q: torch.Tensor, k: torch.Tensor, L: int) -> torch.Tensor:
+    return ((q % L == 0) & (k % L == 0)) | (q == k)
+
+
+_ALLOWED_RULES: dict[str, Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]] = {
+    "kmta": _kmta,
+    "kmcta": _kmcta,
+    "joint": _joint,
+    "spatial": _spatial,
+    "divided": _divided,
+    "cls_temporal": _cls_temporal,
+}
+KRONECKER_MASK_TYPES: tuple[str, ...] = tuple(_ALLOWED_RULES)
+
+
+def _check(mask_type: str, num_frames: int, tokens_per_frame: int) -> None:
+    if mask_type not in _ALLOWED_RULES:
+        raise ValueError(
+            f"Unknown Kronecker mask type {mask_type!r}; expected one of {KRONECKER_MASK_TYPES}."
+        )
+    if num_frames < 1 or tokens_per_frame < 1:
+        raise ValueError(
+            f"A Kronecker mask needs num_frames >= 1 and tokens_per_frame >= 1, got {num_frames} and "
+            f"{tokens_per_frame}."
+        )
+
+
+def kronecker_mask_mod(mask_type: KroneckerMaskType, tokens_per_frame: int) -> Callable:
+    """FlexAttention `mask_mod(batch, head, q_idx, kv_idx) -> allowed` for `tokens_per_frame` tokens per frame."""
+    _check(mask_type, 1, tokens_per_frame)
+    rule = _ALLOWED_RULES[mask_type]
+
+    def mask_mod(batch_idx, head_idx, q_idx, kv_idx):
+        return rule(q_idx, kv_idx, tokens_per_frame)
+
+    return mask_mod
+
+
+def kronecker_allowed_mask(
+    mask_type: KroneckerMaskType,
+    num_frames: int,
+    tokens_per_frame: int,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Boolean `(T·L, T·L)` matrix, `True` where a query (row) may attend to a key (column).
+
+    This is the complement of the SPEC's blocked set (the Kronecker formulas in the module docstring).
+    """
+    _check(mask_type, num_frames, tokens_per_frame)
+    idx = torch.arange(num_frames * tokens_per_frame, device=device)
+    return _ALLOWED_RULES[mask_type](idx[:, None], idx[None, :], tokens_per_frame)
+
+
+@dataclass(frozen=True)
+class AttentionChunk:
+    """A block of queries and the contiguous key range they may see, with what the mask still blocks inside.
+
+    `allowed` is a `(num_queries, num_keys)` mask of what stays blocked inside the range (boolean, `True` =
+    allowed, or additive float), or `None` when every key of the range is allowed.
+    """
+
+    queries: slice
+    keys: slice
+    allowed: torch.Tensor | None
+
+
+@functools.lru_cache(maxsize=64)
+def kronecker_attention_chunks(
+    mask_type: KroneckerMaskType,
+    num_frames: int,
+    tokens_per_frame: int,
+    device: torch.device,
+    additive_dtype: torch.dtype | None = None,
+) -> tuple[AttentionChunk, ...]:
+    """Split a Kronecker mask into chunks that skip fully blocked key ranges (cached per shape and device).
+
+    With `additive_dtype`, each residual mask is an additive float mask of that dtype (0 where allowed, the
+    dtype's minimum where blocked) for implementations that add the mask to the scores (`eager`).
+    """
+    allowed = kronecker_allowed_mask(mask_type, num_frames, tokens_per_frame, device)
+    L, N = tokens_per_frame, num_frames * tokens_per_frame
+    if mask_type == "kmcta":
+        ranges = [(slice(t * L, (t + 1) * L), slice(0, (t + 1) * L)) for t in range(num_frames)]
+    elif mask_type == "spatial":
+        ranges = [(slice(t * L, (t + 1) * L), slice(t * L, (t + 1) * L)) for t in range(num_frames)]
+    else:
+        ranges = [(slice(0, N), slice(0, N))]
+    chunks = []
+    for queries, keys in ranges:
+        block = allowed[queries, keys]
+        if bool(block.all()):
+            block = None
+        elif additive_dtype is not None:
+            block = torch.zeros(block.shape, dtype=additive_dtype, device=device).masked_fill(
+                ~block, torch.finfo(additive_dtype).min
+            )
+        chunks.append(AttentionChunk(queries, keys, block))
+    return tuple(chunks)
+
+
+@functools.lru_cache(maxsize=32)
+def _flex_block_mask(mask_type: str, num_frames: int, tokens_per_frame: int, device: torch.device):
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    n = num_frames * tokens_per_frame
+    return create_block_mask(kronecker_mask_mod(mask_type, tokens_per_frame), None, None, n, n, device=device)
+
+
+class KroneckerMaskAttention(CLIPAttention):
+    """Multi-head self-attention over `T·L` frame-major tokens restricted by a Kronecker mask.
+
+    Same parameters as [`~transformers.models.clip.modeling_clip.CLIPAttention`] (`q_proj`, `k_proj`,
+    `v_proj`, `out_proj`), so CLIP weights and initialisation apply unchanged. The attention kernel comes
+    from `config._attn_implementation` through transformers' attention interface.
+
+    Args:
+        config: any config with `hidden_size`, `num_attention_heads`, `attention_dropout`.
+        mask_type: one of `KRONECKER_MASK_TYPES`; defaults to `config.kronecker_mask`.
+    """
+
+    def __init__(self, config, mask_type: KroneckerMaskType | None = None):
+        super().__init__(config)
+        self.mask_type = mask_type or config.kronecker_mask
+        _check(self.mask_type, 1, 1)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        num_frames: int,
+        attention_mask: None = None,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """
+        Args:
+            hidden_states: `(batch, T·L, hidden_size)`, frame-major.
+            num_frames: `T`; `L` is inferred as `seq_len // T`.
+
+        Returns:
+            `(attn_output (batch, T·L, hidden_size), attn_weights (batch, heads, T·L, T·L) or None)`;
+            weights are returned by the `eager` implementation only.
+        """
+        if attention_mask is not None:
+            raise ValueError(
+                "KroneckerMaskAttention builds its own mask; pass `num_frames`, not `attention_mask`."
+            )
+        batch_size, seq_len, _ = hidden_states.shape
+        if num_frames < 1 or seq_len % num_frames != 0:
+            raise ValueError(
+                f"hidden_states has {seq_len} tokens, which is not num_frames={num_frames} frames of equal length."
+            )
+        tokens_per_frame = seq_len // num_frames
+        shape = (batch_size, seq_len, -1, self.head_dim)
+        queries = self.q_proj(hidden_states).view(shape).transpose(1, 2)
+        keys = self.k_proj(hidden_states).view(shape).transpose(1, 2)
+        values = self.v_proj(hidden_states).view(shape).transpose(1, 2)
+
+        implementation = self.config._attn_implementation or "eager"
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        dropout = self.dropout if self.training else 0.0
+        kwargs.pop("is_causal", None)
+
+        if implementation == "flex_attention":
+            block_mask = _flex_block_mask(self.mask_type, num_frames, tokens_per_frame, queries.device)
+            attn_output, attn_weights = attention_interface(
+                self, queries, keys, values, block_mask, scaling=self.scale, dropout=dropout, **kwargs
+            )
+        else:
+            attn_output, attn_weights = self._chunked_attention(
+                attention_interface,
+                implementation,
+                queries,
+                keys,
+                values,
+                num_frames,
+                tokens_per_frame,
+                dropout,
+                **kwargs,
+            )
+
+        attn_output = attn_output.reshape(batch_size, seq_len, -1).contiguous()
+        return self.out_proj(attn_output), attn_weights
+
+    def _chunked_attention(
+        self,
+        attention_interface,
+        implementation,
+        queries,
+        keys,
+        values,
+        num_frames,
+        tokens_per_frame,
+        dropout,
+        **kwargs,
+    ):
+        additive_dtype = queries.dtype if implementation == "eager" else None
+        chunks = kronecker_attention_chunks(
+            self.mask_type, num_frames, tokens_per_frame, queries.device, additive_dtype
+        )
+        outputs, weights = [], []
+        for chunk in chunks:
+            mask = None if chunk.allowed is None else chunk.allowed[None, None]
+            out, w = attention_interface(
+                self,
+                queries[:, :, chunk.queries],
+                keys[:, :, chunk.keys],
+                values[:, :, chunk.keys],
+                mask,
+                scaling=self.scale,
+                dropout=dropout,
+                **kwargs,
+            )
+            outputs.append(out)
+            weights.append(w)
+        attn_output = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
+        if weights[0] is None:
+            return attn_output, None
+        if len(chunks) == 1:
+            return attn_output, weights[0]
+        # Blocked keys outside a chunk's key range have probability exactly zero.
+        seq_len = num_frames * tokens_per_frame
+        full = weights[0].new_zeros(*weights[0].shape[:2], seq_len, seq_len)
+        for chunk, w in zip(chunks, weights, strict=True):
+            full[:, :, chunk.queries, chunk.keys] = w
+        return attn_output, full
+
+
+class KroneckerEncoderLayer(CLIPEncoderLayer):
+    """A pre-LN transformer block (CLIP's) whose self-attention is [`KroneckerMaskAttention`].
+
+    `x = x + Attn(LN1(x), mask=M)`, `x = x + MLP(LN2(x))`; inputs and outputs are `(batch, T·L, hidden_size)`.
+    Supports gradient checkpointing like every `GradientCheckpointingLayer`.
+    """
+
+    def __init__(self, config, mask_type: KroneckerMaskType | None = None):
+        super().__init__(config)
+        self.self_attn = KroneckerMaskAttention(config, mask_type)
+
+    def forward(self, hidden_states: torch.Tensor, num_frames: int, **kwargs) -> torch.Tensor:
+        return super().forward(hidden_states, attention_mask=None, num_frames=num_frames, **kwargs)
+
+
+__all__ = [
+    "KRONECKER_MASK_TYPES",
+    "AttentionChunk",
+    "KroneckerEncoderLayer",
+    "KroneckerMaskAttention",
+    "kronecker_allowed_mask",
+    "kronecker_attention_chunks",
+    "kronecker_mask_mod",
+]
