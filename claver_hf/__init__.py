@@ -2,7 +2,7 @@
 
 from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
 
-from .configuration import ClaverConfig, ClaverVisionConfig
+from .configuration import CLAVER_PRESETS, ClaverConfig, ClaverVisionConfig, preset_config
 from .modeling import (
     ClaverForVideoClassification,
     ClaverModel,
@@ -27,6 +27,8 @@ AutoModel.register(ClaverVisionConfig, ClaverVisionModel, exist_ok=True)
 AutoModelForVideoClassification.register(ClaverConfig, ClaverForVideoClassification, exist_ok=True)
 
 __all__ = [
+    "CLAVER_PRESETS",
+    "preset_config",
     "ClaverConfig",
     "ClaverForVideoClassification",
     "ClaverModel",

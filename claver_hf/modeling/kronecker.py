@@ -16,6 +16,7 @@ Example: a KMTA layer on top of features of 8 frames × 50 tokens, width 256.
 >>> tokens = torch.randn(2, 8 * 50, 256)  # (batch, T·L, width)
 >>> layer(tokens, num_frames=8).shape
 torch.Size([2, 400, 256])
+
 ```
 
 Mask semantics (SPEC §2, `1` = blocked, rows = queries): with `I` identity, `J` all-ones,
