@@ -22,7 +22,12 @@ def test_defaults():
 
 def test_json_round_trip(tmp_path):
     config = ClaverConfig(
-        vision_config={"patch_size": 16, "num_frames": 16, "kronecker_mask": "kmcta", "kmt_num_hidden_layers": 2},
+        vision_config={
+            "patch_size": 16,
+            "num_frames": 16,
+            "kronecker_mask": "kmcta",
+            "kmt_num_hidden_layers": 2,
+        },
         num_text_views_per_step=3,
         id2label={0: "run", 1: "jump"},
     )
@@ -68,7 +73,9 @@ def test_invalid_values(kwargs, message):
 
 def test_from_clip_config_keeps_towers():
     clip = tiny_clip_config()
-    config = ClaverConfig.from_clip_config(clip, num_frames=6, kronecker_mask="kmcta", id2label={0: "a", 1: "b"})
+    config = ClaverConfig.from_clip_config(
+        clip, num_frames=6, kronecker_mask="kmcta", id2label={0: "a", 1: "b"}
+    )
     assert config.vision_config.num_frames == 6 and config.vision_config.kronecker_mask == "kmcta"
     assert config.vision_config.hidden_size == clip.vision_config.hidden_size
     assert config.text_config.eos_token_id == clip.text_config.eos_token_id
@@ -93,3 +100,16 @@ def test_unknown_preset():
     with pytest.raises(ValueError, match="Unknown backbone 'H/14'"):
         preset_config("H/14")
     assert set(CLAVER_PRESETS) == {"B/32", "B/16", "L/14", "L/14@336"}
+
+
+def test_measured_cost_matches_hand_count():
+    """B/16, 8 frames: ~140 GMACs of CLIP towers plus ~60 GMACs in 4 KMT blocks (SPEC §5), counted as FLOPs."""
+    from claver_hf.modeling.cost import measure_cost
+
+    cost = measure_cost(preset_config("B/16"), num_frames=8)
+    assert cost.parameters == 177_978_369
+    assert cost.temporal_parameters == 4 * 7_087_872 + 8 * 768
+    assert 190e9 < cost.video_flops / 2 < 210e9
+    assert 55e9 < cost.temporal_flops / 2 < 65e9
+    kmcta = measure_cost(preset_config("B/16", kronecker_mask="kmcta"), num_frames=8)
+    assert kmcta.temporal_flops < cost.temporal_flops  # KMCTA skips the blocked key ranges

@@ -61,7 +61,9 @@ def test_chunks_cover_exactly_the_allowed_set(mask_type, T, L):
     rebuilt = torch.zeros(T * L, T * L, dtype=torch.bool)
     covered = torch.zeros(T * L, dtype=torch.long)
     for chunk in kronecker_attention_chunks(mask_type, T, L, torch.device("cpu")):
-        block = torch.ones(chunk.queries.stop - chunk.queries.start, chunk.keys.stop - chunk.keys.start).bool()
+        block = torch.ones(
+            chunk.queries.stop - chunk.queries.start, chunk.keys.stop - chunk.keys.start
+        ).bool()
         rebuilt[chunk.queries, chunk.keys] = block if chunk.allowed is None else chunk.allowed
         covered[chunk.queries] += 1
     assert torch.equal(covered, torch.ones_like(covered))  # every query in exactly one chunk

@@ -6,12 +6,21 @@ from transformers import AutoModel, AutoModelForVideoClassification, CLIPModel
 
 from claver_hf import ClaverForVideoClassification, ClaverModel, ClaverVisionModel
 
-from .conftest import NUM_FRAMES, TOKENS_PER_FRAME, random_text, random_video, tiny_claver_config, tiny_clip_config
+from .conftest import (
+    NUM_FRAMES,
+    TOKENS_PER_FRAME,
+    random_text,
+    random_video,
+    tiny_claver_config,
+    tiny_clip_config,
+)
 
 LABELS = {0: "waving", 1: "jumping", 2: "clapping"}
 
 
-def classifier(num_views: int = 3, view_mask: torch.Tensor | None = None, **config_kwargs) -> ClaverForVideoClassification:
+def classifier(
+    num_views: int = 3, view_mask: torch.Tensor | None = None, **config_kwargs
+) -> ClaverForVideoClassification:
     config = tiny_claver_config(**config_kwargs)
     config.id2label = LABELS
     model = ClaverForVideoClassification(config)
@@ -49,9 +58,11 @@ def test_model_outputs_and_shapes():
     # Video embedding = mean over frames of the L2-normalised frame embeddings, not re-normalised.
     torch.testing.assert_close(out.frame_embeds.norm(dim=-1), torch.ones(2, NUM_FRAMES))
     torch.testing.assert_close(out.video_embeds, out.frame_embeds.mean(1))
-    expected = model.logit_scale.exp() * out.video_embeds @ F.normalize(
-        model.get_text_features(**text).pooler_output, dim=-1
-    ).t()
+    expected = (
+        model.logit_scale.exp()
+        * out.video_embeds
+        @ F.normalize(model.get_text_features(**text).pooler_output, dim=-1).t()
+    )
     torch.testing.assert_close(out.logits_per_video, expected)
 
 
@@ -59,7 +70,9 @@ def test_contrastive_loss():
     model = ClaverModel(tiny_claver_config())
     out = model(pixel_values=random_video(3), **random_text(3), return_loss=True)
     targets = torch.arange(3)
-    expected = (F.cross_entropy(out.logits_per_video, targets) + F.cross_entropy(out.logits_per_text, targets)) / 2
+    expected = (
+        F.cross_entropy(out.logits_per_video, targets) + F.cross_entropy(out.logits_per_text, targets)
+    ) / 2
     torch.testing.assert_close(out.loss, expected)
     with pytest.raises(ValueError, match="as many texts as videos"):
         model(pixel_values=random_video(2), **random_text(3), return_loss=True)
@@ -75,8 +88,17 @@ def test_recorded_hidden_states_and_attentions():
         output_temporal_attentions=True,
     )
     n = NUM_FRAMES * TOKENS_PER_FRAME
-    assert len(out.hidden_states) == 4 and out.hidden_states[0].shape == (2 * NUM_FRAMES, TOKENS_PER_FRAME, 32)
-    assert len(out.attentions) == 3 and out.attentions[0].shape == (2 * NUM_FRAMES, 4, TOKENS_PER_FRAME, TOKENS_PER_FRAME)
+    assert len(out.hidden_states) == 4 and out.hidden_states[0].shape == (
+        2 * NUM_FRAMES,
+        TOKENS_PER_FRAME,
+        32,
+    )
+    assert len(out.attentions) == 3 and out.attentions[0].shape == (
+        2 * NUM_FRAMES,
+        4,
+        TOKENS_PER_FRAME,
+        TOKENS_PER_FRAME,
+    )
     assert len(out.temporal_hidden_states) == 1 and out.temporal_hidden_states[0].shape == (2, n, 32)
     assert len(out.temporal_attentions) == 1 and out.temporal_attentions[0].shape == (2, 4, n, n)
     torch.testing.assert_close(out.temporal_hidden_states[-1], out.last_hidden_state)
@@ -96,12 +118,16 @@ def test_temporal_embedding_interpolation():
     zeros = torch.zeros(1, NUM_FRAMES, 2, 32)
     torch.testing.assert_close(embedding(zeros)[0, :, 0], embedding.embedding[0])
     stretched = embedding(torch.zeros(1, 2 * NUM_FRAMES, 2, 32))[0, :, 0]
-    expected = F.interpolate(embedding.embedding.transpose(1, 2), size=2 * NUM_FRAMES, mode="linear").transpose(1, 2)
+    expected = F.interpolate(
+        embedding.embedding.transpose(1, 2), size=2 * NUM_FRAMES, mode="linear"
+    ).transpose(1, 2)
     torch.testing.assert_close(stretched, expected[0])
 
 
 def test_mean_pooling_baseline_has_no_temporal_parts():
-    model = ClaverVisionModel(tiny_claver_config(kmt_num_hidden_layers=0, use_temporal_embedding=False).vision_config)
+    model = ClaverVisionModel(
+        tiny_claver_config(kmt_num_hidden_layers=0, use_temporal_embedding=False).vision_config
+    )
     assert model.temporal_embedding is None and len(model.temporal_encoder.layers) == 0
     assert not any("temporal" in name for name, _ in model.named_parameters())
     assert model(random_video(1)).pooler_output.shape == (1, NUM_FRAMES, 32)
@@ -260,7 +286,8 @@ def test_eval_logits_are_log_of_view_averaged_probabilities():
     video_embeds = model.claver.get_video_features(video).pooler_output
     text = F.normalize(
         model.claver.get_text_features(
-            input_ids=model.text_bank_input_ids.flatten(0, 1), attention_mask=model.text_bank_attention_mask.flatten(0, 1)
+            input_ids=model.text_bank_input_ids.flatten(0, 1),
+            attention_mask=model.text_bank_attention_mask.flatten(0, 1),
         ).pooler_output,
         dim=-1,
     ).view(3, 3, -1)
@@ -315,7 +342,9 @@ def test_soft_labels_and_label_smoothing():
     video = random_video(2)
     soft = torch.tensor([[0.7, 0.3, 0.0], [0.0, 0.5, 0.5]])
     out = model(pixel_values=video, labels=soft)
-    expected = F.cross_entropy(out.logits, soft, label_smoothing=0.1)  # one view: logits are that view's log-probs
+    expected = F.cross_entropy(
+        out.logits, soft, label_smoothing=0.1
+    )  # one view: logits are that view's log-probs
     torch.testing.assert_close(out.loss, expected)
     out.loss.backward()
 
@@ -344,7 +373,9 @@ def test_missing_text_bank():
     with pytest.raises(ValueError, match="pass `id2label`"):
         model.set_text_bank(torch.ones(2, 5, 4, dtype=torch.long))
     with pytest.raises(ValueError, match=r"Classes \[1\] have no text view"):
-        model.set_text_bank(torch.ones(2, 3, 4, dtype=torch.long), view_mask=torch.tensor([[1, 0, 1], [1, 0, 1]]))
+        model.set_text_bank(
+            torch.ones(2, 3, 4, dtype=torch.long), view_mask=torch.tensor([[1, 0, 1], [1, 0, 1]])
+        )
 
 
 class _CountCalls:

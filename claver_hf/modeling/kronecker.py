@@ -155,7 +155,9 @@ def kronecker_attention_chunks(
     With `additive_dtype`, each residual mask is an additive float mask of that dtype (0 where allowed, the
     dtype's minimum where blocked) for implementations that add the mask to the scores (`eager`).
     """
-    allowed = kronecker_allowed_mask(mask_type, num_frames, tokens_per_frame, device)
+    # Built on the CPU, where deciding which chunks need no mask is cheap and works for any target device
+    # (including "meta", used for FLOP counting), then moved once.
+    allowed = kronecker_allowed_mask(mask_type, num_frames, tokens_per_frame)
     L, N = tokens_per_frame, num_frames * tokens_per_frame
     if mask_type == "kmcta":
         ranges = [(slice(t * L, (t + 1) * L), slice(0, (t + 1) * L)) for t in range(num_frames)]
@@ -169,9 +171,11 @@ def kronecker_attention_chunks(
         if bool(block.all()):
             block = None
         elif additive_dtype is not None:
-            block = torch.zeros(block.shape, dtype=additive_dtype, device=device).masked_fill(
+            block = torch.zeros(block.shape, dtype=additive_dtype).masked_fill(
                 ~block, torch.finfo(additive_dtype).min
             )
+        if block is not None:
+            block = block.to(device)
         chunks.append(AttentionChunk(queries, keys, block))
     return tuple(chunks)
 
