@@ -85,12 +85,16 @@ class Shape:
 
 @dataclass(frozen=True)
 class Case:
+    """One benchmarked configuration: which part of the block, which variant, how many frames."""
+
     part: Part
     variant: Variant
     num_frames: int
 
 
 class Measurement(NamedTuple):
+    """Median forward time in seconds and peak RSS increase in MiB."""
+
     median_s: float
     peak_mib: float
 

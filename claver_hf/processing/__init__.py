@@ -1,0 +1,1 @@
+"""Video processing (ClaverVideoProcessor, ClaverProcessor): filled in by the processing work."""
