@@ -133,7 +133,8 @@ def test_video_model_without_temporal_embedding_is_blind_to_frame_order():
     # The temporal embedding is what makes KMTA order-aware.
     ordered = ClaverModel(tiny_claver_config()).eval()
     assert not torch.allclose(
-        ordered.get_video_features(video).pooler_output, ordered.get_video_features(video[:, perm]).pooler_output
+        ordered.get_video_features(video).pooler_output,
+        ordered.get_video_features(video[:, perm]).pooler_output,
     )
 
 
