@@ -295,8 +295,8 @@ def target_lines(results: dict[Case, Measurement], frames: Sequence[int]) -> lis
             kmta = results[Case(part, ours_kmta, num_frames)].median_s / floor
             kmcta = results[Case(part, ours_kmcta, num_frames)].median_s / floor
             lines.append(
-                f"- {part}, T={num_frames}: KMTA {kmta:.2f}× floor (target ≤ 1.10×: {verdict(kmta <= 1.1)}); "
-                f"KMCTA {kmcta:.2f}× floor (target < 1×: {verdict(kmcta < 1)})"
+                f"- {part}, T={num_frames}: KMTA {kmta:.3f}× floor (target ≤ 1.10×: {verdict(kmta <= 1.1)}); "
+                f"KMCTA {kmcta:.3f}× floor (target < 1×: {verdict(kmcta < 1)})"
             )
     most = max(frames)
     for part in PARTS:
