@@ -1,6 +1,12 @@
 """claver-hf: CLAVER video action recognition as a Hugging Face Transformers model."""
 
-from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForVideoClassification,
+    AutoProcessor,
+    AutoVideoProcessor,
+)
 
 from .configuration import CLAVER_PRESETS, ClaverConfig, ClaverVisionConfig, preset_config
 from .modeling import (
@@ -17,6 +23,7 @@ from .modeling import (
     kronecker_allowed_mask,
     kronecker_mask_mod,
 )
+from .processing import ClaverProcessor, ClaverVideoProcessor, VideoDecodingError
 
 __version__ = "0.1.0"
 
@@ -25,6 +32,8 @@ AutoConfig.register(ClaverVisionConfig.model_type, ClaverVisionConfig, exist_ok=
 AutoModel.register(ClaverConfig, ClaverModel, exist_ok=True)
 AutoModel.register(ClaverVisionConfig, ClaverVisionModel, exist_ok=True)
 AutoModelForVideoClassification.register(ClaverConfig, ClaverForVideoClassification, exist_ok=True)
+AutoVideoProcessor.register(ClaverConfig, ClaverVideoProcessor, exist_ok=True)
+AutoProcessor.register(ClaverConfig, ClaverProcessor, exist_ok=True)
 
 __all__ = [
     "CLAVER_PRESETS",
@@ -34,6 +43,9 @@ __all__ = [
     "ClaverModel",
     "ClaverOutput",
     "ClaverPreTrainedModel",
+    "ClaverProcessor",
+    "ClaverVideoProcessor",
+    "VideoDecodingError",
     "ClaverVideoClassifierOutput",
     "ClaverVideoFeaturesOutput",
     "ClaverVisionConfig",

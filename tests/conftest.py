@@ -1,6 +1,8 @@
 """Tiny CLAVER / CLIP configs built in-process: nothing is downloaded."""
 
+import gzip
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -70,3 +72,21 @@ def random_video(batch: int = 2, frames: int = NUM_FRAMES, size: int = 32, seed:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session")
+def clip_tokenizer():
+    """CLIP's real BPE tokenizer, built offline from ../shared/clip (49,408 tokens)."""
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    bpe = SHARED / "clip" / "bpe_simple_vocab_16e6.txt.gz"
+    lines = gzip.open(bpe).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
+    merges = [tuple(line.split()) for line in lines]
+    symbols = list(bytes_to_unicode().values())
+    vocab = [*symbols, *(s + "</w>" for s in symbols), *("".join(m) for m in merges)]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    return CLIPTokenizer(vocab={token: i for i, token in enumerate(vocab)}, merges=merges)
