@@ -458,3 +458,14 @@ def test_trains_with_trainer_and_gradient_accumulation(tmp_path):
     result = Trainer(model=model, args=args, train_dataset=examples).train()
     assert result.global_step == 2 and 0 < result.training_loss < 10
     assert not torch.equal(before, model.claver.vision_model.temporal_embedding.embedding)
+
+
+def test_text_bank_is_encoded_in_batches():
+    model = classifier(num_views=3).eval()
+    with torch.no_grad():
+        whole = model.bank_text_features().clone()
+        model.text_encoding_batch_size = 2
+        model._text_feature_cache = None
+        calls = _CountCalls(model.claver.text_model)
+        torch.testing.assert_close(model.bank_text_features(), whole)
+    assert calls.count == 5  # 9 texts, 2 at a time

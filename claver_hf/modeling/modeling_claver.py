@@ -460,6 +460,7 @@ class ClaverForVideoClassification(ClaverPreTrainedModel):
     input_modalities = ("video",)
     # The loss is already a mean over the batch: Trainer must not rescale it by `num_items_in_batch`.
     accepts_loss_kwargs = False
+    text_encoding_batch_size = 1024
 
     def __init__(self, config: ClaverConfig):
         super().__init__(config)
@@ -547,12 +548,23 @@ class ClaverForVideoClassification(ClaverPreTrainedModel):
         return self.text_bank_view_mask.shape[1]
 
     def _encode_text_views(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """`(..., S)` token ids -> `(..., E)` L2-normalised text embeddings."""
+        """`(..., S)` token ids -> `(..., E)` L2-normalised text embeddings.
+
+        Encoded `text_encoding_batch_size` texts at a time: a full bank (e.g. 31 views × 400 classes) in one
+        batch would need activations for every text at once.
+        """
         batch_shape = input_ids.shape[:-1]
-        features = self.claver.get_text_features(
-            input_ids=input_ids.reshape(-1, input_ids.shape[-1]),
-            attention_mask=attention_mask.reshape(-1, attention_mask.shape[-1]),
-        ).pooler_output
+        ids = input_ids.reshape(-1, input_ids.shape[-1])
+        mask = attention_mask.reshape(-1, attention_mask.shape[-1])
+        step = self.text_encoding_batch_size
+        features = torch.cat(
+            [
+                self.claver.get_text_features(
+                    input_ids=ids[i : i + step], attention_mask=mask[i : i + step]
+                ).pooler_output
+                for i in range(0, ids.shape[0], step)
+            ]
+        )
         return _l2_normalize(features).view(*batch_shape, -1)
 
     def _text_cache_key(self) -> tuple:
