@@ -42,6 +42,8 @@ PathLike = str | os.PathLike[str]
 Backend = Literal["pyav", "torchcodec", "decord"]
 FrameCountSource = Literal["container", "duration", "counted"]
 
+# File suffixes treated as videos when a folder is scanned (datasets, dataset preparation).
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
 # Seconds PyAV waits for opening the file and for each read before aborting (its interrupt callback),
 # so a stalled or pathological input fails instead of hanging a data-loader worker.
 _OPEN_TIMEOUT_S = 10.0

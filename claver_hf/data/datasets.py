@@ -1,0 +1,292 @@
+"""Video classification datasets in three formats, yielding processed clips and labels.
+
+1. `VideoFolderDataset`: a folder of class sub-folders (the UCF-101 / HMDB-51 layout).
+2. `AnnotationListDataset`: an annotation list or CSV of `relative/path label` lines plus a class-name CSV
+   `id,name` (the Kinetics layout, like `shared/labels/*.csv`).
+3. `HFVideoDataset`: a Hugging Face `datasets` dataset with a video column (paths, or `{"path", "bytes"}`
+   dicts as `datasets.Video(decode=False)` gives them) and a label column.
+
+Every item is `{"pixel_values": (T, 3, H, W) float tensor, "labels": int}`; with multi-view processor
+settings (`num_clips` × `num_crops` > 1) `pixel_values` is `(V, T, 3, H, W)`.
+
+Unreadable videos follow `on_error`: `"raise"` raises the processor's `VideoDecodingError` (it names the file
+and the cause); `"skip"` probes every video when the dataset is built, drops the unreadable ones, logs their
+paths and keeps them in `dataset.skipped` (path -> reason). Nothing is ever replaced by a blank clip. A video
+that probes fine but fails later while decoding is skipped too: the item comes back as `None`, the failure is
+logged with its path (from the worker process that met it), and `collate_video_batch` drops it from its batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from ..processing.decoding import VIDEO_EXTENSIONS, VideoDecodingError, probe_video
+from ..processing.video_processing_claver import ClaverVideoProcessor
+
+logger = logging.getLogger(__name__)
+
+OnError = Literal["raise", "skip"]
+
+
+class VideoClassificationDataset(Dataset):
+    """A list of `(video file, class id)` samples turned into processed clips by a [`ClaverVideoProcessor`].
+
+    Args:
+        samples: `(path, label)` pairs.
+        id2label: class names by id.
+        processor: the video processor (sampling, resizing, normalisation, augmentation).
+        training: random TSN frames and augmentation (`True`) or evaluation sampling (`False`).
+        on_error: `"raise"` or `"skip"` unreadable videos (see the module docstring).
+        processor_kwargs: extra keyword arguments for every processor call (e.g. `num_clips=4, num_crops=3`).
+        num_probe_threads: threads that probe the videos when `on_error="skip"`.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[tuple[str | os.PathLike | int, int]],
+        id2label: dict[int, str],
+        processor: ClaverVideoProcessor,
+        *,
+        training: bool = False,
+        on_error: OnError = "raise",
+        processor_kwargs: dict[str, Any] | None = None,
+        num_probe_threads: int = 8,
+    ):
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"`on_error` must be 'raise' or 'skip', got {on_error!r}.")
+        num_classes = len(id2label)
+        for source, label in samples:
+            if not 0 <= label < num_classes:
+                raise ValueError(f"Label {label} of {source} is not a class id in [0, {num_classes - 1}].")
+        self.id2label = dict(id2label)
+        self.processor = processor
+        self.training = training
+        self.on_error = on_error
+        self.processor_kwargs = dict(processor_kwargs or {})
+        self.skipped: dict[str, str] = {}
+        # A sample's source is a path, or for `HFVideoDataset` a row number.
+        self.samples = [
+            (os.fspath(source) if isinstance(source, os.PathLike) else source, int(label))
+            for source, label in samples
+        ]
+        if on_error == "skip":
+            self.samples = self._drop_unreadable(self.samples, num_probe_threads)
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: i for i, name in self.id2label.items()}
+
+    def _drop_unreadable(self, samples: list[tuple[Any, int]], num_threads: int) -> list[tuple[Any, int]]:
+        def check(index: int) -> str | None:
+            try:
+                with self._local_video(index) as path:
+                    probe_video(path)
+            except VideoDecodingError as error:
+                return error.reason
+            return None
+
+        with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
+            reasons = list(pool.map(check, range(len(samples))))
+        kept = []
+        for index, reason in enumerate(reasons):
+            if reason is None:
+                kept.append(samples[index])
+            else:
+                self.skipped[self._describe(index)] = reason
+        if self.skipped:
+            listed = "; ".join(f"{p}: {r}" for p, r in list(self.skipped.items())[:5])
+            logger.warning(
+                f"Skipping {len(self.skipped)} unreadable video(s) of {len(samples)} "
+                f"(on_error='skip'), e.g. {listed}"
+            )
+        return kept
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _describe(self, index: int) -> str:
+        """How item `index` is named in messages and in `skipped`."""
+        return self.samples[index][0]
+
+    @contextmanager
+    def _local_video(self, index: int) -> Iterator[str]:
+        """A local file holding the video of item `index` while the context lasts."""
+        yield self.samples[index][0]
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        label = self.samples[index][1]
+        try:
+            with self._local_video(index) as path:
+                outputs = self.processor(
+                    path, training=self.training, return_tensors="pt", **self.processor_kwargs
+                )
+        except VideoDecodingError as error:
+            if self.on_error == "raise":
+                raise
+            logger.warning(f"Skipping unreadable video {self._describe(index)}: {error.reason}")
+            return None
+        pixel_values = outputs["pixel_values"]
+        return {
+            "pixel_values": pixel_values if "video_index" in outputs else pixel_values[0],
+            "labels": label,
+        }
+
+
+def collate_video_batch(items: list[dict[str, Any] | None]) -> dict[str, torch.Tensor]:
+    """`default_collate` that drops items skipped as unreadable (`None`); a batch with none left is an error."""
+    kept = [item for item in items if item is not None]
+    if not kept:
+        raise VideoDecodingError(
+            "<batch>", f"all {len(items)} videos of this batch were unreadable and skipped"
+        )
+    return default_collate(kept)
+
+
+class VideoFolderDataset(VideoClassificationDataset):
+    """Videos in class sub-folders, `root/<class name>/<video>` (UCF-101 / HMDB-51 layout).
+
+    Class ids follow the sorted sub-folder names; files are found recursively inside each class folder.
+    """
+
+    def __init__(self, root: str | os.PathLike, processor: ClaverVideoProcessor, **kwargs: Any):
+        root = Path(root)
+        if not root.is_dir():
+            raise ValueError(f"Video folder {root} does not exist or is not a directory.")
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+        if not classes:
+            raise ValueError(f"Video folder {root} has no class sub-folders.")
+        samples = [
+            (path, label)
+            for label, name in enumerate(classes)
+            for path in sorted((root / name).rglob("*"))
+            if path.suffix.lower() in VIDEO_EXTENSIONS
+        ]
+        if not samples:
+            raise ValueError(f"No video files ({', '.join(VIDEO_EXTENSIONS)}) under {root}.")
+        super().__init__(samples, dict(enumerate(classes)), processor, **kwargs)
+
+
+def read_class_names(path: str | os.PathLike) -> dict[int, str]:
+    """Class names from a CSV with an `id,name` header (the format of `shared/labels/*.csv`)."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or {"id", "name"} - set(rows[0]):
+        raise ValueError(f"Class-name file {path} must be a CSV with columns 'id' and 'name'.")
+    id2label = {int(row["id"]): row["name"] for row in rows}
+    if sorted(id2label) != list(range(len(id2label))):
+        raise ValueError(f"Class ids in {path} must be 0..{len(id2label) - 1} without gaps or repeats.")
+    return id2label
+
+
+class AnnotationListDataset(VideoClassificationDataset):
+    """An annotation list of `relative/path label` lines (space- or comma-separated; a CSV header line
+    `path,label` is allowed) with a class-name CSV `id,name`. Labels may be ids or class names.
+    """
+
+    def __init__(
+        self,
+        annotation_file: str | os.PathLike,
+        video_root: str | os.PathLike,
+        class_names_file: str | os.PathLike,
+        processor: ClaverVideoProcessor,
+        **kwargs: Any,
+    ):
+        id2label = read_class_names(class_names_file)
+        label2id = {name: i for i, name in id2label.items()}
+        samples = []
+        for number, line in enumerate(Path(annotation_file).read_text().splitlines(), start=1):
+            line = line.strip()
+            if not line or (number == 1 and line.replace(" ", "").lower() in ("path,label", "pathlabel")):
+                continue
+            relative, _, label = line.replace(",", " ").rpartition(" ")
+            relative, label = relative.strip(), label.strip()
+            if not relative:
+                raise ValueError(f"{annotation_file}:{number}: expected 'relative/path label', got {line!r}.")
+            if label.lstrip("-").isdigit():
+                label_id = int(label)
+            elif label in label2id:
+                label_id = label2id[label]
+            else:
+                raise ValueError(
+                    f"{annotation_file}:{number}: unknown class {label!r} (not in {class_names_file})."
+                )
+            samples.append((Path(video_root) / relative, label_id))
+        super().__init__(samples, id2label, processor, **kwargs)
+
+
+class HFVideoDataset(VideoClassificationDataset):
+    """A Hugging Face `datasets.Dataset` with a video column and a label column.
+
+    The video column may hold paths, or `{"path", "bytes"}` dicts (`datasets.Video(decode=False)`; a decoding
+    `Video` column is cast to `decode=False`, since its decoder needs torchcodec). Embedded bytes are written
+    to a temporary file for decoding. Class names come from a `ClassLabel` label column, or `id2label`.
+    """
+
+    def __init__(
+        self,
+        hf_dataset: Any,
+        processor: ClaverVideoProcessor,
+        *,
+        video_column: str = "video",
+        label_column: str = "label",
+        id2label: dict[int, str] | None = None,
+        **kwargs: Any,
+    ):
+        from datasets import ClassLabel, Video
+
+        for column in (video_column, label_column):
+            if column not in hf_dataset.column_names:
+                raise ValueError(f"Dataset has no column {column!r}; columns: {hf_dataset.column_names}.")
+        feature = hf_dataset.features[video_column]
+        if isinstance(feature, Video) and feature.decode:
+            hf_dataset = hf_dataset.cast_column(video_column, Video(decode=False))
+        label_feature = hf_dataset.features[label_column]
+        if id2label is None:
+            if not isinstance(label_feature, ClassLabel):
+                raise ValueError(f"Column {label_column!r} is not a ClassLabel: pass `id2label`.")
+            id2label = dict(enumerate(label_feature.names))
+        self.hf_dataset = hf_dataset
+        self.video_column = video_column
+        # Rows are named lazily (`_describe`): reading the column here would load every embedded video.
+        samples = list(enumerate(hf_dataset[label_column]))
+        super().__init__(samples, id2label, processor, **kwargs)
+
+    def _describe(self, index: int) -> str:
+        row = self.samples[index][0]
+        cell = self.hf_dataset[row][self.video_column]
+        if isinstance(cell, dict):
+            return f"row {row} ({cell.get('path') or 'embedded bytes'})"
+        return f"row {row} ({cell})"
+
+    @contextmanager
+    def _local_video(self, index: int) -> Iterator[str]:
+        cell = self.hf_dataset[self.samples[index][0]][self.video_column]
+        if isinstance(cell, dict) and cell.get("bytes"):
+            suffix = Path(cell.get("path") or "video.mp4").suffix or ".mp4"
+            with tempfile.NamedTemporaryFile(suffix=suffix) as handle:
+                handle.write(cell["bytes"])
+                handle.flush()
+                yield handle.name
+        else:
+            yield str(cell["path"] if isinstance(cell, dict) else cell)
+
+
+__all__ = [
+    "AnnotationListDataset",
+    "HFVideoDataset",
+    "VideoClassificationDataset",
+    "VideoFolderDataset",
+    "collate_video_batch",
+    "read_class_names",
+]

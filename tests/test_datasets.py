@@ -1,0 +1,150 @@
+import logging
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from claver_hf import ClaverVideoProcessor, VideoDecodingError
+from claver_hf.data.datasets import (
+    AnnotationListDataset,
+    HFVideoDataset,
+    VideoFolderDataset,
+    collate_video_batch,
+    read_class_names,
+)
+
+from .videos import pattern_index, write_text_as_mp4, write_video
+
+CLASSES = ["jumping", "running", "waving"]
+
+
+@pytest.fixture
+def processor():
+    return ClaverVideoProcessor(
+        num_frames=4, size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    )
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """root/<class>/<video>.mp4, two videos per class; class c's videos have 20 * (c + 1) frames."""
+    root = tmp_path / "videos"
+    for label, name in enumerate(CLASSES):
+        (root / name).mkdir(parents=True)
+        for k in range(2):
+            write_video(root / name / f"{name}_{k}.mp4", num_frames=20 * (label + 1), size=(48, 32))
+    (root / "waving" / "notes.txt").write_text("not a video")
+    return root
+
+
+def test_folder_dataset(folder, processor):
+    dataset = VideoFolderDataset(folder, processor)
+    assert len(dataset) == 6 and dataset.id2label == dict(enumerate(CLASSES))
+    item = dataset[2]
+    assert item["pixel_values"].shape == (4, 3, 32, 32) and item["labels"] == 1
+    assert dataset.label2id["waving"] == 2
+
+
+def test_items_hold_the_sampled_frames(folder):
+    raw = ClaverVideoProcessor(
+        num_frames=4, do_resize=False, do_center_crop=False, do_rescale=False, do_normalize=False
+    )
+    dataset = VideoFolderDataset(folder, raw)
+    frames = dataset[0]["pixel_values"].permute(0, 2, 3, 1).to(torch.uint8).numpy()  # 20-frame video
+    assert [pattern_index(f) for f in frames] == [2, 7, 12, 17]
+
+
+def test_dataloader_with_workers(folder, processor):
+    dataset = VideoFolderDataset(folder, processor, training=True)
+    loader = DataLoader(dataset, batch_size=3, num_workers=2, collate_fn=collate_video_batch)
+    batches = list(loader)
+    assert [b["pixel_values"].shape for b in batches] == [(3, 4, 3, 32, 32)] * 2
+    assert torch.cat([b["labels"] for b in batches]).tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_multi_view_items(folder, processor):
+    dataset = VideoFolderDataset(folder, processor, processor_kwargs={"num_clips": 2, "num_crops": 3})
+    assert dataset[0]["pixel_values"].shape == (6, 4, 3, 32, 32)
+
+
+def test_annotation_list_dataset(tmp_path, folder, processor):
+    labels = tmp_path / "classes.csv"
+    labels.write_text("id,name\n" + "".join(f"{i},{name}\n" for i, name in enumerate(CLASSES)))
+    annotations = tmp_path / "train.txt"
+    annotations.write_text("jumping/jumping_0.mp4 0\nwaving/waving_1.mp4 waving\n\nrunning/running_0.mp4,1\n")
+    dataset = AnnotationListDataset(annotations, folder, labels, processor)
+    assert [label for _, label in dataset.samples] == [0, 2, 1]
+    assert dataset[1]["pixel_values"].shape == (4, 3, 32, 32)
+    csv_annotations = tmp_path / "val.csv"
+    csv_annotations.write_text("path,label\nrunning/running_1.mp4,1\n")
+    assert len(AnnotationListDataset(csv_annotations, folder, labels, processor)) == 1
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text("jumping/jumping_0.mp4 swimming\n")
+    with pytest.raises(ValueError, match=r"bad.txt:1: unknown class 'swimming'"):
+        AnnotationListDataset(bad, folder, labels, processor)
+    with pytest.raises(ValueError, match="not a class id"):
+        bad.write_text("jumping/jumping_0.mp4 7\n")
+        AnnotationListDataset(bad, folder, labels, processor)
+
+
+def test_shared_label_files_parse():
+    from .conftest import SHARED
+
+    assert len(read_class_names(SHARED / "labels" / "kinetics_400_labels.csv")) == 400
+    assert len(read_class_names(SHARED / "labels" / "ucf_101_labels.csv")) == 101
+
+
+def test_hf_dataset_with_paths_and_bytes(folder, processor):
+    datasets = pytest.importorskip("datasets")
+    paths = sorted(str(p) for p in folder.rglob("*.mp4"))
+    labels = [CLASSES.index(p.split("/")[-2]) for p in paths]
+    features = datasets.Features({"video": datasets.Video(), "label": datasets.ClassLabel(names=CLASSES)})
+    by_path = datasets.Dataset.from_dict({"video": paths, "label": labels}, features=features)
+    dataset = HFVideoDataset(by_path, processor)
+    assert dataset.id2label == dict(enumerate(CLASSES)) and len(dataset) == 6
+    with_bytes = datasets.Dataset.from_dict(
+        {"video": [{"path": None, "bytes": open(p, "rb").read()} for p in paths], "label": labels},
+        features=datasets.Features(
+            {"video": datasets.Video(decode=False), "label": datasets.ClassLabel(names=CLASSES)}
+        ),
+    )
+    embedded = HFVideoDataset(with_bytes, processor)
+    torch.testing.assert_close(embedded[3]["pixel_values"], dataset[3]["pixel_values"])
+    assert embedded[3]["labels"] == dataset[3]["labels"]
+    with pytest.raises(ValueError, match="no column 'clip'"):
+        HFVideoDataset(by_path, processor, video_column="clip")
+
+
+def test_unreadable_videos_raise_or_are_skipped(folder, processor, caplog):
+    write_text_as_mp4(folder / "running" / "broken.mp4")
+    strict = VideoFolderDataset(folder, processor)
+    broken = [i for i, (path, _) in enumerate(strict.samples) if path.endswith("broken.mp4")][0]
+    with pytest.raises(VideoDecodingError, match="broken.mp4"):
+        strict[broken]
+
+    with caplog.at_level(logging.WARNING):
+        lenient = VideoFolderDataset(folder, processor, on_error="skip")
+    assert len(lenient) == 6 and list(lenient.skipped) == [str(folder / "running" / "broken.mp4")]
+    assert "Skipping 1 unreadable video" in caplog.text and "broken.mp4" in caplog.text
+
+
+def test_decode_failures_after_probing_are_dropped_from_the_batch(folder, processor, caplog):
+    dataset = VideoFolderDataset(folder, processor, on_error="skip")
+    write_text_as_mp4(folder / "running" / "running_0.mp4")  # breaks after the dataset probed it
+    with caplog.at_level(logging.WARNING):
+        batch = collate_video_batch([dataset[i] for i in range(4)])
+    assert batch["labels"].tolist() == [0, 0, 1]  # nothing stands in for the broken clip
+    assert "running_0.mp4" in caplog.text
+    with pytest.raises(VideoDecodingError, match="all 1 videos of this batch"):
+        collate_video_batch([None])
+
+
+def test_bad_arguments(tmp_path, folder, processor):
+    with pytest.raises(ValueError, match="does not exist"):
+        VideoFolderDataset(tmp_path / "nope", processor)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no class sub-folders"):
+        VideoFolderDataset(tmp_path / "empty", processor)
+    with pytest.raises(ValueError, match="on_error"):
+        VideoFolderDataset(folder, processor, on_error="ignore")
