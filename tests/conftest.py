@@ -1,6 +1,5 @@
 """Tiny CLAVER / CLIP configs built in-process: nothing is downloaded."""
 
-import gzip
 import os
 from pathlib import Path
 
@@ -75,18 +74,12 @@ def _seed():
 
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+CLIP_BPE = SHARED / "clip" / "bpe_simple_vocab_16e6.txt.gz"
 
 
 @pytest.fixture(scope="session")
 def clip_tokenizer():
     """CLIP's real BPE tokenizer, built offline from ../shared/clip (49,408 tokens)."""
-    from transformers import CLIPTokenizer
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
+    from claver_hf.processing.tokenization import clip_tokenizer_from_bpe
 
-    bpe = SHARED / "clip" / "bpe_simple_vocab_16e6.txt.gz"
-    lines = gzip.open(bpe).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
-    merges = [tuple(line.split()) for line in lines]
-    symbols = list(bytes_to_unicode().values())
-    vocab = [*symbols, *(s + "</w>" for s in symbols), *("".join(m) for m in merges)]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    return CLIPTokenizer(vocab={token: i for i, token in enumerate(vocab)}, merges=merges)
+    return clip_tokenizer_from_bpe(CLIP_BPE)

@@ -2,33 +2,58 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+import torch
 from transformers.image_processing_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
-from transformers.utils import logging
+from transformers.utils import cached_file, logging
+
+from ..prompts.bank import INTERPRETIVE_FORMS, PromptBank, load_prompt_bank
 
 logger = logging.get_logger(__name__)
 
 
 class ClaverProcessor(ProcessorMixin):
     r"""
-    Wraps a CLIP tokenizer and a [`ClaverVideoProcessor`].
+    Wraps a CLIP tokenizer, a [`ClaverVideoProcessor`] and optionally a prompt bank.
 
     `processor(text=..., videos=..., return_tensors="pt")` returns `input_ids` / `attention_mask` (padded, and
     truncated to `max_text_length` tokens, CLIP's context, with a warning the first time a text is cut) and
     `pixel_values` (`video_index` too for multi-view evaluation). Video keyword arguments (`training`,
     `num_frames`, `num_clips`, `num_crops`, ...) go to the video processor.
 
+    With a prompt bank, [`text_bank`] tokenises every class's views (templates + interpretive prompts) into the
+    `(views, classes, tokens)` tensors that [`ClaverForVideoClassification.set_text_bank`] stores. The bank is
+    saved as `prompt_bank.json` beside the processor files and travels with `save_pretrained` /
+    `from_pretrained`.
+
     Args:
         video_processor ([`ClaverVideoProcessor`]): frames -> `pixel_values`.
         tokenizer ([`~transformers.CLIPTokenizer`]): text -> token ids.
+        prompt_bank (`PromptBank`, `str` or path, *optional*): a bank, a bundled bank name (`"ucf101"`, ...) or a
+            bank file.
         max_text_length (`int`, defaults to 77): longest tokenised text, end token included.
     """
 
-    def __init__(self, video_processor=None, tokenizer=None, max_text_length: int = 77, **kwargs):
+    prompt_bank_file = "prompt_bank.json"
+
+    def __init__(
+        self,
+        video_processor=None,
+        tokenizer=None,
+        prompt_bank: PromptBank | str | os.PathLike | None = None,
+        max_text_length: int = 77,
+        **kwargs,
+    ):
         self.max_text_length = max_text_length
         self._warned_truncation = False
+        self.prompt_bank = (
+            prompt_bank
+            if prompt_bank is None or isinstance(prompt_bank, PromptBank)
+            else load_prompt_bank(prompt_bank)
+        )
         super().__init__(video_processor, tokenizer, **kwargs)
 
     def __call__(
@@ -72,6 +97,65 @@ class ClaverProcessor(ProcessorMixin):
             "input_ids": [ids + [pad] * (length - len(ids)) for ids in encoded],
             "attention_mask": [[1] * len(ids) + [0] * (length - len(ids)) for ids in encoded],
         }
+
+    def text_bank(
+        self, labels: list[str] | None = None, forms: tuple[str, ...] = INTERPRETIVE_FORMS
+    ) -> dict[str, torch.Tensor]:
+        """Tokenised views of `labels` (default: every class of the prompt bank), for `set_text_bank`.
+
+        Returns `input_ids` and `attention_mask` `(V, C, S)` and `view_mask` `(V, C)`, where `V` is the largest
+        number of views of a class. A class with fewer views leaves its extra slots empty (`view_mask` False):
+        no prompt is repeated to fill them; the model handles the gaps (see `ClaverForVideoClassification`).
+        """
+        if self.prompt_bank is None:
+            raise ValueError(
+                "This processor has no prompt bank: pass `prompt_bank=` (a bundled name or a file)."
+            )
+        bank = self.prompt_bank if labels is None else self.prompt_bank.subset(labels)
+        views = [bank.views(name, forms) for name in bank.class_names]
+        encoded = self.tokenize([text for class_views in views for text in class_views])
+        ids = torch.tensor(encoded["input_ids"])
+        mask = torch.tensor(encoded["attention_mask"])
+        num_views, num_classes = max(len(v) for v in views), len(views)
+        input_ids = ids.new_zeros(num_views, num_classes, ids.shape[1])
+        attention_mask = torch.zeros_like(input_ids)
+        view_mask = torch.zeros(num_views, num_classes, dtype=torch.bool)
+        start = 0
+        for c, class_views in enumerate(views):
+            n = len(class_views)
+            input_ids[:n, c], attention_mask[:n, c], view_mask[:n, c] = (
+                ids[start : start + n],
+                mask[start : start + n],
+                True,
+            )
+            start += n
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "view_mask": view_mask}
+
+    def to_dict(self) -> dict[str, Any]:
+        output = super().to_dict()
+        output.pop("prompt_bank", None)  # saved as its own file, see save_pretrained
+        return output
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if self.prompt_bank is not None:
+            self.prompt_bank.save(os.path.join(save_directory, self.prompt_bank_file))
+        return result
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
+        processor = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        bank_file = cached_file(
+            pretrained_model_name_or_path,
+            cls.prompt_bank_file,
+            _raise_exceptions_for_missing_entries=False,
+            **{
+                k: v for k, v in kwargs.items() if k in ("cache_dir", "revision", "token", "local_files_only")
+            },
+        )
+        if bank_file is not None:
+            processor.prompt_bank = load_prompt_bank(bank_file)
+        return processor
 
     @property
     def model_input_names(self) -> list[str]:
