@@ -342,7 +342,8 @@ def test_training_samples_only_existing_views():
     view_mask = torch.tensor([[True, True, True], [True, False, True], [False, False, True]])
     model = classifier(num_views=3, view_mask=view_mask, num_text_views_per_step=1)
     model.config.num_text_views_per_step = 200
-    ids, _ = model._sample_text_views()
+    views, classes = model._sample_view_indices()
+    ids = model.text_bank_input_ids[views, classes]
     assert ids.shape == (200, 3, model.text_bank_input_ids.shape[-1])
     for c in range(3):
         allowed = model.text_bank_input_ids[view_mask[:, c], c]
@@ -469,3 +470,34 @@ def test_text_bank_is_encoded_in_batches():
         calls = _CountCalls(model.claver.text_model)
         torch.testing.assert_close(model.bank_text_features(), whole)
     assert calls.count == 5  # 9 texts, 2 at a time
+
+
+def test_frozen_text_encoder_reuses_cached_features():
+    model = classifier(num_views=3).train()
+    for parameter in [*model.claver.text_model.parameters(), model.claver.text_projection.weight]:
+        parameter.requires_grad = False
+    calls = _CountCalls(model.claver.text_model)
+    video, labels = random_video(2), torch.tensor([0, 1])
+    for _ in range(3):
+        model(pixel_values=video, labels=labels).loss.backward()
+    assert calls.count == 1  # the whole bank once, then picked from the cache at every step
+    assert model.claver.vision_model.temporal_embedding.embedding.grad is not None
+    torch.manual_seed(0)
+    views, classes = model._sample_view_indices()
+    torch.manual_seed(0)
+    torch.testing.assert_close(model._sampled_text_features(), model.bank_text_features()[views, classes])
+
+
+def test_training_encodes_only_the_sampled_views():
+    model = classifier(num_views=3, num_text_views_per_step=2).train()
+    model.config.num_text_views_per_step = 2
+    encoded = []
+    original = model.claver.get_text_features
+
+    def spy(input_ids, attention_mask=None, **kwargs):
+        encoded.append(input_ids.shape[0])
+        return original(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    model.claver.get_text_features = spy
+    model(pixel_values=random_video(2), labels=torch.tensor([0, 1]))
+    assert encoded == [2 * 3]  # K views x C classes, not the 3 x 3 of the whole bank

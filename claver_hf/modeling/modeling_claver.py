@@ -584,26 +584,49 @@ class ClaverForVideoClassification(ClaverPreTrainedModel):
                 "one) before classifying."
             )
 
+    @property
+    def text_encoder_frozen(self) -> bool:
+        """Whether no text-tower weight is trained (`requires_grad=False`): its features can then be cached."""
+        params = [*self.claver.text_model.parameters(), self.claver.text_projection.weight]
+        return not any(p.requires_grad for p in params)
+
     def bank_text_features(self) -> torch.Tensor:
-        """`(V, C, E)` normalised embeddings of every view of every class (cached in eval without gradients)."""
+        """`(V, C, E)` normalised embeddings of every view of every class.
+
+        Cached when nothing can change them within a step: in eval mode without gradients, or whenever the text
+        tower is frozen (then training reuses them too).
+        """
         self._require_text_bank()
-        cacheable = not self.training and not torch.is_grad_enabled()
+        cacheable = self.text_encoder_frozen or (not self.training and not torch.is_grad_enabled())
         if cacheable:
             key = self._text_cache_key()
             if self._text_feature_cache is not None and self._text_feature_cache[0] == key:
                 return self._text_feature_cache[1]
-        features = self._encode_text_views(self.text_bank_input_ids, self.text_bank_attention_mask)
-        self._text_feature_cache = (key, features) if cacheable else None
-        return features
+            with torch.no_grad():
+                features = self._encode_text_views(self.text_bank_input_ids, self.text_bank_attention_mask)
+            self._text_feature_cache = (key, features)
+            return features
+        self._text_feature_cache = None
+        return self._encode_text_views(self.text_bank_input_ids, self.text_bank_attention_mask)
 
-    def _sample_text_views(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw K views per class among its own views, with replacement -> ids and mask `(K, C, S)`."""
+    def _sample_view_indices(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw K views per class among its own views, with replacement -> view and class indices `(K, C)`."""
         self._require_text_bank()
         num_samples = self.config.num_text_views_per_step
         weights = self.text_bank_view_mask.t().float()  # (C, V)
         views = torch.multinomial(weights, num_samples, replacement=True).t()  # (K, C)
         classes = torch.arange(self.num_classes, device=views.device).expand_as(views)
-        return self.text_bank_input_ids[views, classes], self.text_bank_attention_mask[views, classes]
+        return views, classes
+
+    def _sampled_text_features(self) -> torch.Tensor:
+        """`(K, C, E)` features of K random views per class: only those K·C texts are encoded, or, with a frozen
+        text tower, they are picked from the cached features of the whole bank."""
+        views, classes = self._sample_view_indices()
+        if self.text_encoder_frozen:
+            return self.bank_text_features()[views, classes]
+        return self._encode_text_views(
+            self.text_bank_input_ids[views, classes], self.text_bank_attention_mask[views, classes]
+        )
 
     def _check_labels(self, labels: torch.Tensor, batch_size: int) -> None:
         num_classes = self.num_classes
@@ -645,8 +668,7 @@ class ClaverForVideoClassification(ClaverPreTrainedModel):
         scale = self.claver.logit_scale.exp()
 
         if self.training:
-            ids, mask = self._sample_text_views()
-            text_embeds = self._encode_text_views(ids, mask)  # (K, C, E)
+            text_embeds = self._sampled_text_features()  # (K, C, E)
             view_logits = scale * torch.einsum(
                 "be,kce->bkc", video_embeds, text_embeds.to(video_embeds.dtype)
             )

@@ -15,7 +15,8 @@ File format (version 1)::
     }
 
 Class keys are the dataset's label names, in label order. `decomposition`, `body_parts` and `synonyms` are
-the interpretive forms CLAVER uses (SPEC §3); `scene` is optional and not used by default. The views of a
+the interpretive forms CLAVER uses (SPEC §3), all three or none (a class of a user's label set may have the
+templates only); `scene` is optional and not used by default. The views of a
 class are the templates filled with its display name, then its sentences of the chosen forms.
 """
 
@@ -152,8 +153,9 @@ def _parse_class(name: str, entry: Any, source: str) -> ClassPrompts:
                 raise PromptBankError(f"{where}, form {form!r}: duplicate sentence {sentence!r}.")
             seen.add(key)
         sentences[form] = [s.strip() for s in values]
+    # A class has all three interpretive forms, or none (its views are then the templates alone).
     missing = [form for form in INTERPRETIVE_FORMS if form not in sentences]
-    if missing:
+    if missing and len(missing) < len(INTERPRETIVE_FORMS):
         raise PromptBankError(f"{where}: missing form(s) {missing}.")
     return ClassPrompts(display, sentences)
 

@@ -1,0 +1,66 @@
+"""Evaluation: top-k accuracy through `evaluate` (offline, with the module shipped here), multi-view testing
+(clips × crops, SPEC §3/§4) and the confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+from transformers import EvalPrediction
+
+from ..data.datasets import collate_video_batch
+
+TOP_K_ACCURACY_PATH = str(Path(__file__).with_name("top_k_accuracy"))
+
+
+def load_top_k_accuracy():
+    """The top-k accuracy metric, loaded by local path (the Hub's metric scripts need the network)."""
+    import evaluate
+
+    return evaluate.load(TOP_K_ACCURACY_PATH)
+
+
+def compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
+    """`Trainer.compute_metrics`: top-1 and top-5 accuracy of the evaluation logits."""
+    logits = eval_prediction.predictions
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return load_top_k_accuracy().compute(predictions=logits, references=eval_prediction.label_ids, k=[1, 5])
+
+
+@torch.no_grad()
+def predict_multiview(
+    model: torch.nn.Module, dataset: Dataset, batch_size: int = 4, num_workers: int = 0, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities per video, summed over its views, and the labels.
+
+    Items of `dataset` hold `pixel_values` `(V, T, C, H, W)` (a multi-view processor setting) or
+    `(T, C, H, W)`; each view is classified and the view probabilities of a video are averaged.
+
+    Returns:
+        `(probabilities (N, C), labels (N,))` as numpy arrays.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    loader = DataLoader(
+        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_video_batch
+    )
+    probabilities, labels = [], []
+    for batch in tqdm(loader, desc="multi-view test", disable=not progress):
+        pixel_values = batch["pixel_values"].to(device)
+        if pixel_values.ndim == 5:
+            pixel_values = pixel_values[:, None]
+        num_videos, num_views = pixel_values.shape[:2]
+        logits = model(pixel_values=pixel_values.flatten(0, 1)).logits
+        probabilities.append(logits.softmax(-1).view(num_videos, num_views, -1).mean(1).float().cpu())
+        labels.append(batch["labels"])
+    return torch.cat(probabilities).numpy(), torch.cat(labels).numpy()
+
+
+def confusion_matrix(predictions: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts `(num_classes, num_classes)`: row = true class, column = predicted class."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predictions), 1)
+    return matrix

@@ -1,0 +1,301 @@
+"""Fine-tuning and evaluation of CLAVER video classifiers: what `examples/run_video_classification.py` runs.
+
+Arguments come as three dataclasses (`ModelArguments`, `DataTrainingArguments`, `ClaverTrainingArguments`) so
+that `HfArgumentParser` turns them into a command line. Everything that can be wrong with the arguments is
+checked by `prepare_run` before any training starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoConfig, AutoTokenizer, CLIPConfig
+
+from ..configuration.configuration_claver import ClaverConfig
+from ..data.datasets import (
+    AnnotationListDataset,
+    HFVideoDataset,
+    VideoClassificationDataset,
+    VideoFolderDataset,
+)
+from ..modeling.modeling_claver import ClaverForVideoClassification
+from ..processing.processing_claver import ClaverProcessor
+from ..processing.tokenization import clip_tokenizer_from_bpe, word_level_tokenizer
+from ..processing.video_processing_claver import ClaverVideoProcessor
+from ..prompts.bank import PromptBank, load_prompt_bank
+from ..prompts.templates import TEMPLATES
+from .collator import VideoClassificationCollator
+from .metrics import compute_metrics, confusion_matrix, load_top_k_accuracy, predict_multiview
+from .plots import plot_confusion_matrix, plot_training_curves
+from .trainer import ClaverTrainer, ClaverTrainingArguments
+
+logger = logging.getLogger(__name__)
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "A CLAVER checkpoint, or a CLIP checkpoint to build a new CLAVER from. Unset: a fresh model."
+        },
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "JSON object of ClaverConfig fields for a fresh model or a CLIP start, e.g. "
+            '\'{"vision_config": {"hidden_size": 128}, "text_config": {"num_hidden_layers": 2}}\'.'
+        },
+    )
+    kronecker_mask: str | None = field(default=None, metadata={"help": "Kronecker mask of the KMT blocks."})
+    tokenizer_name_or_path: str | None = field(
+        default=None, metadata={"help": "Tokenizer (default: the model's)."}
+    )
+    clip_bpe_file: str | None = field(
+        default=None,
+        metadata={"help": "OpenAI's bpe_simple_vocab_16e6.txt.gz: CLIP's tokenizer built offline."},
+    )
+    freeze_text_encoder: bool = field(
+        default=False, metadata={"help": "Freeze the text tower and reuse its cached features at every step."}
+    )
+
+
+@dataclass
+class DataTrainingArguments:
+    dataset_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "A dataset folder: <dir>/<split>/<class>/<video> (folder format), or, with classes.csv and "
+            "<split>.txt lists inside (list format)."
+        },
+    )
+    dataset_format: str = field(default="auto", metadata={"help": "auto | folder | list | hf"})
+    hf_dataset_path: str | None = field(
+        default=None, metadata={"help": "A `datasets` dataset saved with save_to_disk (format hf)."}
+    )
+    video_column: str = field(default="video", metadata={"help": "Video column of an hf dataset."})
+    label_column: str = field(default="label", metadata={"help": "Label column of an hf dataset."})
+    prompt_bank: str | None = field(
+        default=None, metadata={"help": "A bundled prompt bank name or a bank file; unset: templates only."}
+    )
+    num_frames: int = field(default=8, metadata={"help": "Frames per clip."})
+    image_size: int = field(
+        default=224, metadata={"help": "Crop size; frames are resized to it (short side)."}
+    )
+    train_short_side: int | None = field(default=None, metadata={"help": "Short side before training crops."})
+    test_num_clips: int = field(default=1, metadata={"help": "Temporal views of the final test (paper: 4)."})
+    test_num_crops: int = field(default=1, metadata={"help": "Spatial views of the final test (paper: 3)."})
+    mixup_alpha: float = field(default=0.8, metadata={"help": "MixUp alpha (0 disables)."})
+    cutmix_alpha: float = field(default=1.0, metadata={"help": "CutMix alpha (0 disables)."})
+    label_smoothing: float = field(default=0.1, metadata={"help": "Label smoothing."})
+    few_shot_k: int | None = field(
+        default=None, metadata={"help": "Train on K examples per class (few-shot)."}
+    )
+    on_error: str = field(default="skip", metadata={"help": "raise | skip unreadable videos."})
+
+
+@dataclass
+class RunPlan:
+    """Everything `run` needs, built and checked by `prepare_run`."""
+
+    model: ClaverForVideoClassification
+    processor: ClaverProcessor
+    datasets: dict[str, VideoClassificationDataset]
+    id2label: dict[int, str]
+    bank: PromptBank
+
+
+def _split_datasets(data: DataTrainingArguments, processor: ClaverVideoProcessor) -> dict[str, Any]:
+    fmt = data.dataset_format
+    if fmt == "hf" or (fmt == "auto" and data.hf_dataset_path):
+        from datasets import load_from_disk
+
+        if not data.hf_dataset_path:
+            raise ValueError("--dataset_format hf needs --hf_dataset_path.")
+        splits = load_from_disk(data.hf_dataset_path)
+        return {
+            split: HFVideoDataset(
+                splits[split], processor, video_column=data.video_column, label_column=data.label_column,
+                training=split == "train", on_error=data.on_error,
+            )
+            for split in SPLITS
+            if split in splits
+        }  # fmt: skip
+    if not data.dataset_dir:
+        raise ValueError("Give a dataset: --dataset_dir (folder or list format) or --hf_dataset_path.")
+    root = Path(data.dataset_dir)
+    if not root.is_dir():
+        raise ValueError(f"--dataset_dir {root} is not a directory.")
+    if fmt == "list" or (fmt == "auto" and (root / "classes.csv").is_file()):
+        return {
+            split: AnnotationListDataset(
+                root / f"{split}.txt", root, root / "classes.csv", processor,
+                training=split == "train", on_error=data.on_error,
+            )
+            for split in SPLITS
+            if (root / f"{split}.txt").is_file()
+        }  # fmt: skip
+    return {
+        split: VideoFolderDataset(root / split, processor, training=split == "train", on_error=data.on_error)
+        for split in SPLITS
+        if (root / split).is_dir()
+    }
+
+
+def _few_shot(dataset: VideoClassificationDataset, k: int, seed: int) -> None:
+    """Keep `k` training examples per class, drawn with `seed` (recorded in the run's results)."""
+    by_class: dict[int, list] = {}
+    for sample in dataset.samples:
+        by_class.setdefault(sample[1], []).append(sample)
+    rng = random.Random(seed)
+    short = [dataset.id2label[c] for c, samples in by_class.items() if len(samples) < k]
+    if short:
+        raise ValueError(f"Few-shot K={k}: classes {short[:5]} have fewer than {k} training examples.")
+    dataset.samples = [s for c in sorted(by_class) for s in rng.sample(by_class[c], k)]
+
+
+def _bank_for(labels: list[str], bank_name: str | None) -> PromptBank:
+    if bank_name is None:
+        from ..prompts.bank import ClassPrompts, display_name
+
+        classes = {label: ClassPrompts(display_name(label), {}) for label in labels}
+        return PromptBank("templates", list(TEMPLATES), classes)
+    return load_prompt_bank(bank_name).subset(labels)
+
+
+def _tokenizer(model_args: ModelArguments, bank: PromptBank):
+    if model_args.clip_bpe_file:
+        return clip_tokenizer_from_bpe(model_args.clip_bpe_file)
+    if model_args.tokenizer_name_or_path:
+        return AutoTokenizer.from_pretrained(model_args.tokenizer_name_or_path)
+    texts = [view for name in bank.class_names for view in bank.views(name)]
+    return word_level_tokenizer(texts)
+
+
+def _model(
+    model_args: ModelArguments, data: DataTrainingArguments, tokenizer, id2label
+) -> ClaverForVideoClassification:
+    overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
+    vision = {
+        **overrides.pop("vision_config", {}),
+        "num_frames": data.num_frames,
+        "image_size": data.image_size,
+    }
+    if model_args.kronecker_mask:
+        vision["kronecker_mask"] = model_args.kronecker_mask
+    common = {"id2label": id2label, "label_smoothing": data.label_smoothing}
+    path = model_args.model_name_or_path
+    if path is None:
+        text = {
+            **overrides.pop("text_config", {}),
+            "vocab_size": len(tokenizer),
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        }
+        config = ClaverConfig(vision_config=vision, text_config=text, **overrides, **common)
+        return ClaverForVideoClassification(config)
+    config = AutoConfig.from_pretrained(path)
+    if isinstance(config, ClaverConfig):
+        model = ClaverForVideoClassification.from_pretrained(path)
+        model.config.label_smoothing = data.label_smoothing
+        return model
+    if isinstance(config, CLIPConfig):
+        return ClaverForVideoClassification.from_clip_pretrained(path, **vision, **common)
+    raise ValueError(f"{path} is neither a CLAVER nor a CLIP checkpoint (model type {config.model_type!r}).")
+
+
+def prepare_run(
+    model_args: ModelArguments, data: DataTrainingArguments, training_args: ClaverTrainingArguments
+) -> RunPlan:
+    """Build model, processor and datasets; every argument error is raised here, before training."""
+    if data.num_frames < 1:
+        raise ValueError(f"--num_frames must be >= 1, got {data.num_frames}.")
+    if data.on_error not in ("raise", "skip"):
+        raise ValueError(f"--on_error must be 'raise' or 'skip', got {data.on_error!r}.")
+    video_processor = ClaverVideoProcessor(
+        num_frames=data.num_frames,
+        size={"shortest_edge": data.image_size},
+        crop_size={"height": data.image_size, "width": data.image_size},
+        train_short_side=data.train_short_side or round(data.image_size * 256 / 224),
+    )
+    datasets = _split_datasets(data, video_processor)
+    if training_args.do_train and "train" not in datasets:
+        raise ValueError("--do_train needs a 'train' split in the dataset.")
+    if not datasets:
+        raise ValueError("The dataset has none of the splits train, validation, test.")
+    id2label = next(iter(datasets.values())).id2label
+    bank = _bank_for(list(id2label.values()), data.prompt_bank)
+    if data.few_shot_k is not None and "train" in datasets:
+        _few_shot(datasets["train"], data.few_shot_k, training_args.seed)
+
+    tokenizer = _tokenizer(model_args, bank)
+    processor = ClaverProcessor(video_processor=video_processor, tokenizer=tokenizer, prompt_bank=bank)
+    model = _model(model_args, data, tokenizer, id2label)
+    model.set_text_bank(**processor.text_bank(), id2label=id2label)
+    if model_args.freeze_text_encoder:
+        for parameter in [*model.claver.text_model.parameters(), *model.claver.text_projection.parameters()]:
+            parameter.requires_grad = False
+    return RunPlan(model, processor, datasets, id2label, bank)
+
+
+def run(
+    model_args: ModelArguments, data: DataTrainingArguments, training_args: ClaverTrainingArguments
+) -> dict[str, Any]:
+    """Train (if asked), validate, run the final multi-view test and write the artefacts to `output_dir`:
+    model (safetensors), processor with prompt bank, metrics, training-curve and confusion-matrix PNGs and a
+    model card."""
+    plan = prepare_run(model_args, data, training_args)
+    num_classes = len(plan.id2label)
+    trainer = ClaverTrainer(
+        model=plan.model,
+        args=training_args,
+        train_dataset=plan.datasets.get("train"),
+        eval_dataset=plan.datasets.get("validation"),
+        data_collator=VideoClassificationCollator(num_classes, data.mixup_alpha, data.cutmix_alpha),
+        eval_data_collator=VideoClassificationCollator(num_classes),
+        compute_metrics=compute_metrics,
+    )
+    results: dict[str, Any] = {"seed": training_args.seed, "few_shot_k": data.few_shot_k}
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        results["train"] = train_result.metrics
+    if "validation" in plan.datasets and training_args.do_eval:
+        results["validation"] = trainer.evaluate()
+
+    output_dir = Path(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if "test" in plan.datasets:
+            results["test"] = _final_test(trainer, plan, data, output_dir)
+        skipped = {name: len(d.skipped) for name, d in plan.datasets.items()}
+        results["skipped_videos"] = skipped
+        if any(skipped.values()):
+            logger.warning(f"Unreadable videos skipped per split: {skipped}")
+        trainer.save_model(str(output_dir))
+        plan.processor.save_pretrained(output_dir)
+        plot_training_curves(trainer.state.log_history, output_dir / "training_curve.png")
+        (output_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    return results
+
+
+def _final_test(trainer: ClaverTrainer, plan: RunPlan, data: DataTrainingArguments, output_dir: Path) -> dict:
+    test = plan.datasets["test"]
+    test.processor_kwargs = {"num_clips": data.test_num_clips, "num_crops": data.test_num_crops}
+    probabilities, labels = predict_multiview(
+        trainer.model, test, batch_size=trainer.args.per_device_eval_batch_size
+    )
+    metrics = load_top_k_accuracy().compute(predictions=probabilities, references=labels, k=[1, 5])
+    matrix = confusion_matrix(probabilities.argmax(1), labels, len(plan.id2label))
+    plot_confusion_matrix(matrix, list(plan.id2label.values()), output_dir / "confusion_matrix.png")
+    return {
+        **metrics,
+        "views": f"{data.test_num_clips}x{data.test_num_crops}",
+        "confusion_matrix": matrix.tolist(),
+    }

@@ -1,0 +1,68 @@
+"""`Trainer` with the paper's recipe: parameter groups, AdamW settings, cosine schedule, separate eval batching."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from .optim import claver_parameter_groups
+
+
+@dataclass
+class ClaverTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with SPEC §4's defaults: AdamW betas (0.9, 0.98), eps 1e-8, weight decay 0.001,
+    learning rate 1.2e-5 for CLIP weights and 10× for the temporal parts, warm-up then cosine to lr / 100."""
+
+    learning_rate: float = field(default=1.2e-5, metadata={"help": "Learning rate of the CLIP weights."})
+    temporal_lr_multiplier: float = field(
+        default=10.0, metadata={"help": "Learning-rate factor of the KMT blocks and the temporal embedding."}
+    )
+    adam_beta2: float = field(default=0.98, metadata={"help": "AdamW beta2."})
+    adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
+    weight_decay: float = field(
+        default=0.001, metadata={"help": "Weight decay of matrices (not biases, norms, embeddings)."}
+    )
+    lr_scheduler_type: str = field(default="cosine_with_min_lr", metadata={"help": "Learning-rate schedule."})
+    lr_scheduler_kwargs: dict | str | None = field(
+        default_factory=lambda: {"min_lr_rate": 0.01},
+        metadata={"help": "Schedule arguments (cosine down to lr/100)."},
+    )
+
+
+class ClaverTrainer(Trainer):
+    """A `Trainer` that builds CLAVER's parameter groups and batches evaluation data with `eval_data_collator`
+    (no MixUp / CutMix at evaluation) when one is given."""
+
+    def __init__(self, *args: Any, eval_data_collator: Callable | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.eval_data_collator = eval_data_collator
+
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            model = self.model if model is None else model
+            multiplier = getattr(self.args, "temporal_lr_multiplier", 1.0)
+            groups = claver_parameter_groups(
+                model, self.args.learning_rate, self.args.weight_decay, multiplier
+            )
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def _get_dataloader(
+        self, dataset, description, batch_size, sampler_fn=None, is_training=False, dataloader_key=None
+    ):
+        if is_training or self.eval_data_collator is None:
+            return super()._get_dataloader(
+                dataset, description, batch_size, sampler_fn, is_training, dataloader_key
+            )
+        train_collator, self.data_collator = self.data_collator, self.eval_data_collator
+        try:
+            return super()._get_dataloader(
+                dataset, description, batch_size, sampler_fn, is_training, dataloader_key
+            )
+        finally:
+            self.data_collator = train_collator

@@ -1,0 +1,151 @@
+import json
+
+import pytest
+import torch
+
+from claver_hf import ClaverForVideoClassification, ClaverProcessor
+from claver_hf.training import (
+    ClaverTrainingArguments,
+    DataTrainingArguments,
+    ModelArguments,
+    VideoClassificationCollator,
+    claver_parameter_groups,
+    confusion_matrix,
+    load_top_k_accuracy,
+    prepare_run,
+    run,
+)
+
+from .test_modeling_claver import classifier
+from .videos import write_video
+
+TINY = json.dumps(
+    {
+        "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
+                          "num_attention_heads": 4, "patch_size": 16},
+        "text_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                        "num_attention_heads": 4, "max_position_embeddings": 77},
+        "projection_dim": 16,
+    }
+)  # fmt: skip
+
+
+@pytest.fixture
+def dataset_dir(tmp_path):
+    root = tmp_path / "data"
+    for split, count in (("train", 4), ("validation", 2), ("test", 2)):
+        for name in ("waving", "clapping"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                write_video(root / split / name / f"{i}.mp4", num_frames=16, size=(40, 32))
+    return root
+
+
+def arguments(dataset_dir, output_dir, *extra_model, **overrides):
+    model = ModelArguments(config_overrides=TINY, kronecker_mask="kmcta")
+    data = DataTrainingArguments(
+        dataset_dir=str(dataset_dir), num_frames=4, image_size=32, test_num_clips=2, test_num_crops=3
+    )
+    training = ClaverTrainingArguments(
+        output_dir=str(output_dir),
+        do_train=True,
+        do_eval=True,
+        max_steps=2,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
+        learning_rate=1e-3,
+        use_cpu=True,
+        report_to="none",
+        disable_tqdm=True,
+        eval_strategy="steps",
+        eval_steps=2,
+        save_strategy="no",
+        **overrides,
+    )
+    return model, data, training
+
+
+def test_parameter_groups():
+    model = classifier()
+    groups = claver_parameter_groups(model, learning_rate=1e-5, weight_decay=0.001, temporal_lr_multiplier=10)
+    by_id = {id(p): g for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert by_id[id(named["claver.vision_model.temporal_encoder.layers.0.mlp.fc1.weight"])][
+        "lr"
+    ] == pytest.approx(1e-4)
+    assert (
+        by_id[id(named["claver.vision_model.temporal_encoder.layers.0.mlp.fc1.weight"])]["weight_decay"]
+        == 0.001
+    )
+    assert (
+        by_id[id(named["claver.vision_model.temporal_encoder.layers.0.mlp.fc1.bias"])]["weight_decay"] == 0.0
+    )
+    assert by_id[id(named["claver.vision_model.temporal_embedding.embedding"])]["lr"] == pytest.approx(1e-4)
+    assert by_id[id(named["claver.vision_model.temporal_embedding.embedding"])]["weight_decay"] == 0.0
+    assert by_id[id(named["claver.vision_model.encoder.layers.0.mlp.fc1.weight"])]["lr"] == pytest.approx(
+        1e-5
+    )
+    assert by_id[id(named["claver.vision_model.embeddings.position_embedding.weight"])]["weight_decay"] == 0.0
+    assert by_id[id(named["claver.logit_scale"])]["weight_decay"] == 0.0
+    assert sum(len(g["params"]) for g in groups) == len(named)
+
+
+def test_collator_mixes_training_batches_only():
+    items = [{"pixel_values": torch.rand(4, 3, 8, 8), "labels": i % 3} for i in range(4)]
+    mixed = VideoClassificationCollator(num_classes=3, mixup_alpha=0.8, cutmix_alpha=1.0)(items)
+    assert mixed["labels"].shape == (4, 3) and torch.allclose(mixed["labels"].sum(1), torch.ones(4))
+    assert mixed["pixel_values"].shape == (4, 4, 3, 8, 8) and type(mixed["pixel_values"]) is torch.Tensor
+    plain = VideoClassificationCollator(num_classes=3)(items)
+    assert plain["labels"].tolist() == [0, 1, 2, 0]
+
+
+def test_top_k_metric_and_confusion_matrix():
+    metric = load_top_k_accuracy()
+    scores = [[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5]]
+    result = metric.compute(predictions=scores, references=[1, 1, 0], k=[1, 2])
+    assert result == {"top_1_accuracy": pytest.approx(1 / 3), "top_2_accuracy": pytest.approx(2 / 3)}
+    assert confusion_matrix(torch.tensor([1, 0, 2]).numpy(), torch.tensor([1, 1, 0]).numpy(), 3).tolist() == [
+        [0, 0, 1],
+        [1, 1, 0],
+        [0, 0, 0],
+    ]
+
+
+def test_run_end_to_end(dataset_dir, tmp_path):
+    results = run(*arguments(dataset_dir, tmp_path / "out"))
+    out = tmp_path / "out"
+    for name in ("model.safetensors", "config.json", "prompt_bank.json", "training_curve.png",
+                 "confusion_matrix.png", "results.json"):  # fmt: skip
+        assert (out / name).exists(), name
+    assert results["test"]["views"] == "2x3" and 0 <= results["test"]["top_1_accuracy"] <= 1
+    assert "eval_top_1_accuracy" in results["validation"]
+    model = ClaverForVideoClassification.from_pretrained(out)
+    processor = ClaverProcessor.from_pretrained(out)
+    assert model.config.id2label == {0: "clapping", 1: "waving"}
+    assert model.config.vision_config.kronecker_mask == "kmcta"
+    logits = model.eval()(**processor(videos=str(dataset_dir / "test" / "waving" / "0.mp4"))).logits
+    assert logits.shape == (1, 2)
+
+
+def test_few_shot_and_bad_arguments(dataset_dir, tmp_path):
+    model, data, training = arguments(dataset_dir, tmp_path / "o")
+    data.few_shot_k = 2
+    plan = prepare_run(model, data, training)
+    assert len(plan.datasets["train"]) == 4
+    data.few_shot_k = 9
+    with pytest.raises(ValueError, match="fewer than 9 training examples"):
+        prepare_run(model, data, training)
+    data.few_shot_k = None
+    data.num_frames = 0
+    with pytest.raises(ValueError, match="--num_frames must be >= 1"):
+        prepare_run(model, data, training)
+    data.num_frames = 4
+    data.prompt_bank = "no-such-bank"
+    with pytest.raises(ValueError, match="No prompt bank 'no-such-bank'"):
+        prepare_run(model, data, training)
+    data.prompt_bank = "ucf101"
+    with pytest.raises(ValueError, match="has no prompts for classes"):
+        prepare_run(model, data, training)
+    data.prompt_bank, data.dataset_dir = None, str(tmp_path / "missing")
+    with pytest.raises(ValueError, match="is not a directory"):
+        prepare_run(model, data, training)
