@@ -15,9 +15,24 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from .data.datasets import read_class_names
 from .data.prepare import prepare_videos
 from .processing.decoding import VIDEO_EXTENSIONS
+from .processing.tokenization import clip_tokenizer_from_bpe
+from .prompts.bank import ALL_FORMS, BUNDLED_BANKS, INTERPRETIVE_FORMS, load_prompt_bank
+from .prompts.check import check_prompt_bank
+from .prompts.generate import (
+    DEFAULT_SAMPLES_PER_FORM,
+    Completer,
+    EndpointCompleter,
+    PromptGenerationError,
+    TransformersCompleter,
+    generate_prompt_bank,
+)
 
 PROG = "claver-hf"
 
@@ -30,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.handler(args)
-    except (OSError, ValueError) as err:
+    # PromptGenerationError: an unusable LM backend, not a bug (those still show their traceback).
+    except (OSError, ValueError, PromptGenerationError) as err:
         if args.debug:
             raise
         print(f"{PROG}: error: {err}", file=sys.stderr)
@@ -47,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _add_prepare_videos(commands, common)
+    _add_prompts(commands, common)
+    _add_convert(commands, common)
     return parser
 
 
@@ -100,5 +118,191 @@ def _prepare_videos(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _add_prompts(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "prompts",
+        parents=[common],
+        help="check or generate interpretive prompt banks",
+        description="Check a prompt bank, or generate one with a language model.",
+    )
+    prompt_commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _add_prompts_check(prompt_commands, common)
+    _add_prompts_generate(prompt_commands, common)
+
+
+def _add_tokenizer_arguments(parser: argparse.ArgumentParser, purpose: str) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--clip-bpe",
+        metavar="PATH",
+        help=f"CLIP's bpe_simple_vocab_16e6.txt.gz, to build its tokenizer offline and {purpose}",
+    )
+    group.add_argument(
+        "--tokenizer", metavar="NAME_OR_PATH", help=f"a Hugging Face tokenizer to {purpose} instead"
+    )
+
+
+def _tokenizer(args: argparse.Namespace) -> PreTrainedTokenizerBase | None:
+    """The tokenizer named by `_add_tokenizer_arguments`' options, if any."""
+    if args.clip_bpe:
+        return clip_tokenizer_from_bpe(args.clip_bpe)
+    if args.tokenizer:
+        return AutoTokenizer.from_pretrained(args.tokenizer)
+    return None
+
+
+def _labels(path: str) -> list[str]:
+    """Class names of an `id,name` CSV, in id order."""
+    names = read_class_names(path)
+    return [names[i] for i in sorted(names)]
+
+
+def _add_prompts_check(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "check",
+        parents=[common],
+        help="check a prompt bank: coverage, counts, duplicates, token lengths",
+        description=(
+            "Check a prompt bank and print a report: labels without prompts, forms with too few sentences, "
+            "sentences used twice or only repeating the class name, and (given a tokenizer) views longer "
+            "than CLIP's 77 tokens. Exits with status 1 if any check fails."
+        ),
+    )
+    parser.add_argument(
+        "bank", metavar="BANK", help=f"a bundled bank ({', '.join(BUNDLED_BANKS)}) or a bank JSON file"
+    )
+    parser.add_argument("--labels", metavar="CSV", help="class names (id,name CSV) the bank must cover")
+    parser.add_argument(
+        "--min-per-form",
+        type=int,
+        default=1,
+        metavar="N",
+        help="fewest sentences per class and form (default: 1)",
+    )
+    _add_tokenizer_arguments(parser, "check token lengths")
+    parser.set_defaults(handler=_prompts_check)
+
+
+def _prompts_check(args: argparse.Namespace) -> int:
+    report = check_prompt_bank(
+        load_prompt_bank(args.bank),
+        labels=_labels(args.labels) if args.labels else None,
+        tokenizer=_tokenizer(args),
+        min_per_form=args.min_per_form,
+    )
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def _add_prompts_generate(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "generate",
+        parents=[common],
+        help="write a prompt bank with a language model (few-shot completion)",
+        description=(
+            "Generate the interpretive prompts of every class with a base language model, by few-shot "
+            "completion (temperature 0.9, top-p 0.95, at most 77 new tokens), either a local transformers "
+            "model or an OpenAI-compatible completions server. OUTPUT is rewritten after every class; "
+            "running the same command again resumes an interrupted run."
+        ),
+    )
+    parser.add_argument("--labels", metavar="CSV", required=True, help="class names (id,name CSV)")
+    backend = parser.add_mutually_exclusive_group(required=True)
+    backend.add_argument("--model", metavar="NAME_OR_PATH", help="a transformers causal LM to run here")
+    backend.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="an OpenAI-compatible server: its base URL or its /v1/completions URL",
+    )
+    parser.add_argument("--endpoint-model", metavar="NAME", help="the model name to ask --endpoint for")
+    parser.add_argument("--output", metavar="PATH", required=True, help="the bank JSON to write")
+    parser.add_argument("--dataset", metavar="NAME", help="the bank's dataset name (default: the CSV's name)")
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=DEFAULT_SAMPLES_PER_FORM,
+        metavar="N",
+        help=f"sentences per class and form (default: {DEFAULT_SAMPLES_PER_FORM})",
+    )
+    parser.add_argument(
+        "--forms",
+        nargs="+",
+        choices=ALL_FORMS,
+        default=list(INTERPRETIVE_FORMS),
+        metavar="FORM",
+        help=f"forms to generate, among {', '.join(ALL_FORMS)}; "
+        f"{', '.join(INTERPRETIVE_FORMS)} are required (default: those)",
+    )
+    _add_tokenizer_arguments(parser, "cut sentences to 77 tokens")
+    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    parser.set_defaults(handler=_prompts_generate)
+
+
+def _prompts_generate(args: argparse.Namespace) -> int:
+    if args.endpoint_model and not args.endpoint:
+        raise ValueError("--endpoint-model needs --endpoint.")
+    completer: Completer = (
+        EndpointCompleter(args.endpoint, model=args.endpoint_model)
+        if args.endpoint
+        else TransformersCompleter(args.model)
+    )
+    bank = generate_prompt_bank(
+        _labels(args.labels),
+        completer,
+        args.output,
+        dataset=args.dataset or Path(args.labels).stem,
+        forms=args.forms,
+        samples_per_form=args.samples,
+        tokenizer=_tokenizer(args),
+        progress=not args.no_progress,
+    )
+    print(f"{len(bank.classes)} classes: {args.output}")
+    return 0
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _add_convert(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "convert",
+        parents=[common],
+        help="convert a reference CLAVER checkpoint or OpenAI CLIP weights to a transformers folder",
+        description=(
+            "Convert CHECKPOINT (a .pth/.pt state dict, loaded with weights_only=True) into OUTPUT_DIR "
+            "(config.json + model.safetensors). 'reference': a checkpoint of the reference CLAVER code "
+            "(temporal weights included). 'openai-clip': OpenAI CLIP weights, giving a fresh CLAVER whose "
+            "temporal parts are newly initialised."
+        ),
+    )
+    parser.add_argument("source_format", choices=["reference", "openai-clip"], help="what CHECKPOINT holds")
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="the state dict file")
+    parser.add_argument("output_dir", metavar="OUTPUT_DIR", help="folder to write")
+    parser.add_argument(
+        "--kronecker-mask", default="kmta", help="mask the checkpoint was trained with (not stored in it)"
+    )
+    parser.add_argument(
+        "--num-frames", type=int, default=8, help="frames of a new temporal embedding (openai-clip)"
+    )
+    parser.add_argument("--labels", metavar="CSV", help="class names (id,name): write a classification model")
+    parser.add_argument("--head-dim", type=int, default=64, help="attention head width (CLIP: 64)")
+    parser.set_defaults(handler=_convert)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .convert import convert_openai_clip, convert_reference_checkpoint
+
+    id2label = read_class_names(args.labels) if args.labels else None
+    common = {
+        "kronecker_mask": args.kronecker_mask,
+        "id2label": id2label,
+        "classification": id2label is not None,
+        "head_dim": args.head_dim,
+    }
+    if args.source_format == "reference":
+        output = convert_reference_checkpoint(args.checkpoint, args.output_dir, **common)
+    else:
+        output = convert_openai_clip(args.checkpoint, args.output_dir, num_frames=args.num_frames, **common)
+    print(f"wrote {output}")
+    return 0

@@ -10,6 +10,7 @@ Multi-GPU / multi-node: `accelerate launch --num_processes N examples/run_video_
 
 import sys
 
+import torch.distributed as dist
 from transformers import HfArgumentParser
 
 from claver_hf.training import ClaverTrainingArguments, DataTrainingArguments, ModelArguments, run
@@ -22,6 +23,10 @@ def main() -> None:
     else:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses()
     run(model_args, data_args, training_args)
+    if dist.is_available() and dist.is_initialized():
+        # A clean shutdown of the process group: without the barrier, CPU (gloo) runs sometimes abort at exit.
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Interpretive prompt banks: format, bundled banks, checks."""
+"""Interpretive prompt banks: format, bundled banks, checks, and the LLM generator."""
 
 from .bank import (
     BUNDLED_BANKS,
@@ -9,10 +9,23 @@ from .bank import (
     display_name,
     load_prompt_bank,
 )
-from .check import CheckReport, check_prompt_bank
+from .check import CheckReport, adds_to_name, check_prompt_bank
+from .generate import (
+    Completer,
+    EndpointCompleter,
+    PromptGenerationError,
+    TransformersCompleter,
+    generate_prompt_bank,
+)
 from .templates import TEMPLATES
 
 __all__ = [
+    "Completer",
+    "EndpointCompleter",
+    "PromptGenerationError",
+    "TransformersCompleter",
+    "adds_to_name",
+    "generate_prompt_bank",
     "BUNDLED_BANKS",
     "INTERPRETIVE_FORMS",
     "TEMPLATES",

@@ -58,7 +58,6 @@ def check_prompt_bank(
     first_use: dict[str, str] = {}
     counts: dict[str, list[int]] = {form: [] for form in INTERPRETIVE_FORMS}
     for name, entry in bank.classes.items():
-        name_words = set(normalize_sentence(f"{name} {entry.display_name}").split())
         for form in INTERPRETIVE_FORMS:
             sentences = entry.sentences.get(form, [])
             counts[form].append(len(sentences))
@@ -70,7 +69,7 @@ def check_prompt_bank(
                 if key in first_use:
                     report.problems.append(f"{where}: duplicate of {first_use[key]}: {sentence!r}")
                 first_use.setdefault(key, where)
-                if len(set(key.split()) - name_words - _FILLER_WORDS) < 2:
+                if not adds_to_name(sentence, name, entry.display_name):
                     report.problems.append(f"{where}: merely repeats the class name: {sentence!r}")
 
     for form, values in counts.items():
@@ -101,3 +100,9 @@ _FILLER_WORDS = frozenset(
     "somebody man woman men women human he she they it this that video clip action of in on at and with "
     "his her their its here there shown seen".split()
 )
+
+
+def adds_to_name(sentence: str, class_name: str, display_name: str) -> bool:
+    """Whether `sentence` says more than the class name: at least two words beyond the name and fillers."""
+    name_words = set(normalize_sentence(f"{class_name} {display_name}").split())
+    return len(set(normalize_sentence(sentence).split()) - name_words - _FILLER_WORDS) >= 2

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -51,7 +50,7 @@ from .bank import (
     load_prompt_bank,
     normalize_sentence,
 )
-from .check import _FILLER_WORDS, CLIP_CONTEXT_LENGTH
+from .check import CLIP_CONTEXT_LENGTH, adds_to_name
 from .templates import TEMPLATES
 
 logger = logging.getLogger(__name__)
@@ -204,13 +203,6 @@ def clean_completions(
             seen.add(key)
             kept.append(text)
     return kept
-
-
-def adds_to_name(sentence: str, class_name: str, display: str) -> bool:
-    """Whether `sentence` says more than the class name: the rule `check_prompt_bank` fails banks on,
-    applied here so that generated banks pass the check."""
-    name_words = set(normalize_sentence(f"{class_name} {display}").split())
-    return len(set(normalize_sentence(sentence).split()) - name_words - _FILLER_WORDS) >= 2
 
 
 class Completer(Protocol):
@@ -483,12 +475,12 @@ def _generate_form(
 def _save_atomically(bank: PromptBank, path: Path) -> None:
     """Write `bank` to a temporary file beside `path`, then rename it over `path`: readers (and a resumed
     run after a crash) see the old file or the new one, never half of one."""
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = path.with_name(f".{path.name}.tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(bank.to_dict(), handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
+        temporary.write_text(
+            json.dumps(bank.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         os.replace(temporary, path)
     except BaseException:
-        os.unlink(temporary)
+        temporary.unlink(missing_ok=True)
         raise

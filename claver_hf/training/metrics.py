@@ -24,10 +24,12 @@ def load_top_k_accuracy():
 
 
 def compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
-    """`Trainer.compute_metrics`: top-1 and top-5 accuracy of the evaluation logits."""
+    """`Trainer.compute_metrics`: top-1 and top-5 accuracy of the evaluation logits, and how many videos they
+    cover (with several processes, a check that every video counted exactly once)."""
     logits = eval_prediction.predictions
     logits = logits[0] if isinstance(logits, tuple) else logits
-    return load_top_k_accuracy().compute(predictions=logits, references=eval_prediction.label_ids, k=[1, 5])
+    metrics = load_top_k_accuracy().compute(predictions=logits, references=eval_prediction.label_ids, k=[1, 5])
+    return {**metrics, "num_samples": len(eval_prediction.label_ids)}
 
 
 @torch.no_grad()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoConfig, AutoTokenizer, CLIPConfig
+from transformers import AutoConfig, AutoTokenizer, CLIPConfig, set_seed
 
 from ..configuration.configuration_claver import ClaverConfig
 from ..data.datasets import (
@@ -215,6 +215,7 @@ def prepare_run(
     model_args: ModelArguments, data: DataTrainingArguments, training_args: ClaverTrainingArguments
 ) -> RunPlan:
     """Build model, processor and datasets; every argument error is raised here, before training."""
+    set_seed(training_args.seed)  # before the model is built: a fresh model's weights depend on it
     if data.num_frames < 1:
         raise ValueError(f"--num_frames must be >= 1, got {data.num_frames}.")
     if data.on_error not in ("raise", "skip"):
@@ -262,7 +263,11 @@ def run(
         eval_data_collator=VideoClassificationCollator(num_classes),
         compute_metrics=compute_metrics,
     )
-    results: dict[str, Any] = {"seed": training_args.seed, "few_shot_k": data.few_shot_k}
+    results: dict[str, Any] = {
+        "seed": training_args.seed,
+        "few_shot_k": data.few_shot_k,
+        "world_size": training_args.world_size,
+    }
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         results["train"] = train_result.metrics
