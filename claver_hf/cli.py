@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prepare_videos(commands, common)
     _add_prompts(commands, common)
     _add_convert(commands, common)
+    _add_explain(commands, common)
     return parser
 
 
@@ -305,4 +306,65 @@ def _convert(args: argparse.Namespace) -> int:
     else:
         output = convert_openai_clip(args.checkpoint, args.output_dir, num_frames=args.num_frames, **common)
     print(f"wrote {output}")
+    return 0
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="PATH",
+        help="a saved CLAVER model folder with its processor (local or Hub id)",
+    )
+    labels = parser.add_mutually_exclusive_group(required=True)
+    labels.add_argument("--labels", help="comma-separated labels, e.g. 'waving,clapping'")
+    labels.add_argument("--bank", help=f"all classes of a prompt bank ({', '.join(BUNDLED_BANKS)} or a file)")
+
+
+def _model_processor_labels(args: argparse.Namespace):
+    """The model, processor and candidate labels named by `_add_model_arguments`' options."""
+    from .modeling.modeling_claver import ClaverModel
+    from .processing.processing_claver import ClaverProcessor
+
+    model = ClaverModel.from_pretrained(args.model).eval()
+    processor = ClaverProcessor.from_pretrained(args.model)
+    if args.bank:
+        return model, processor, load_prompt_bank(args.bank).class_names
+    labels = [label.strip() for label in args.labels.split(",") if label.strip()]
+    if len(labels) < 2:
+        raise ValueError(f"--labels needs at least two comma-separated labels, got {args.labels!r}.")
+    return model, processor, labels
+
+
+def _add_explain(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "explain",
+        parents=[common],
+        help="write attention heat maps and word importance for a video",
+        description=(
+            "Score the labels for VIDEO, then write attention.png / attention.gif (per-frame heat maps), "
+            "words.png (word importance of the best label's prompt) and explain.json to --output-dir."
+        ),
+    )
+    parser.add_argument("video", metavar="VIDEO", help="a video file")
+    _add_model_arguments(parser)
+    parser.add_argument("--output-dir", required=True, help="folder for the figures")
+    parser.add_argument("--method", choices=["kmt", "rollout"], default="kmt", help="attention maps from")
+    parser.add_argument(
+        "--words", choices=["gradient", "occlusion"], default="gradient", help="word importance by"
+    )
+    parser.add_argument("--mp4", action="store_true", help="also write attention.mp4")
+    parser.set_defaults(handler=_explain)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from .visualization import explain_video
+
+    model, processor, labels = _model_processor_labels(args)
+    result = explain_video(
+        model, processor, args.video, labels, args.output_dir, method=args.method,
+        prompt_bank=args.bank, word_method=args.words, mp4=args.mp4,
+    )  # fmt: skip
+    print(f"best label: {result.label} ({result.scores[result.label]:.3f})")
+    print("wrote " + ", ".join(str(path) for path in result.files.values()))
     return 0
