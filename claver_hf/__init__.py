@@ -23,6 +23,7 @@ from .modeling import (
     kronecker_allowed_mask,
     kronecker_mask_mod,
 )
+from .pipelines import ZeroShotVideoClassificationPipeline, register_pipelines
 from .processing import ClaverProcessor, ClaverVideoProcessor, VideoDecodingError
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ AutoModel.register(ClaverVisionConfig, ClaverVisionModel, exist_ok=True)
 AutoModelForVideoClassification.register(ClaverConfig, ClaverForVideoClassification, exist_ok=True)
 AutoVideoProcessor.register(ClaverConfig, ClaverVideoProcessor, exist_ok=True)
 AutoProcessor.register(ClaverConfig, ClaverProcessor, exist_ok=True)
+register_pipelines()
 
 __all__ = [
     "CLAVER_PRESETS",
@@ -46,6 +48,7 @@ __all__ = [
     "ClaverProcessor",
     "ClaverVideoProcessor",
     "VideoDecodingError",
+    "ZeroShotVideoClassificationPipeline",
     "ClaverVideoClassifierOutput",
     "ClaverVideoFeaturesOutput",
     "ClaverVisionConfig",

@@ -192,15 +192,21 @@ LABEL_FILES = {
     "kinetics400": ("kinetics_400_labels.csv", 1),
     "kinetics600": ("kinetics_600_labels.csv", 1),
     "ssv2": ("SSv2_labels.csv", 1),
+    "synthetic": (None, 3),
 }
 
 
 @pytest.mark.parametrize("name", BUNDLED_BANKS)
 def test_bundled_banks_pass_the_check(name, clip_tokenizer):
     from claver_hf.data import read_class_names
+    from claver_hf.data.synthetic import SYNTHETIC_CLASSES
 
     labels_file, minimum = LABEL_FILES[name]
-    labels = list(read_class_names(SHARED / "labels" / labels_file).values())
+    labels = (
+        list(read_class_names(SHARED / "labels" / labels_file).values())
+        if labels_file
+        else list(SYNTHETIC_CLASSES)
+    )
     bank = load_prompt_bank(name)
     report = check_prompt_bank(bank, labels=labels, tokenizer=clip_tokenizer, min_per_form=minimum)
     assert report.ok, report.format()

@@ -9,8 +9,13 @@ from .datasets import (
     read_class_names,
 )
 from .prepare import PrepareReport, prepare_video, prepare_videos
+from .synthetic import SYNTHETIC_CLASSES, render_clip, synthetic_prompt_bank, write_synthetic_dataset
 
 __all__ = [
+    "SYNTHETIC_CLASSES",
+    "render_clip",
+    "synthetic_prompt_bank",
+    "write_synthetic_dataset",
     "AnnotationListDataset",
     "HFVideoDataset",
     "PrepareReport",

@@ -297,6 +297,25 @@ def _from_clip_pretrained(cls, pretrained_model_name_or_path: str, **kwargs):
     return cls.from_pretrained(pretrained_model_name_or_path, config=config, **kwargs)
 
 
+def view_averaged_log_probs(view_logits: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Log of the class probabilities averaged over text views (SPEC §3 inference).
+
+    Args:
+        view_logits: `(B, V, C)` logits of every video against view `v` of every class `c`.
+        view_mask: `(V, C)`, `False` where class `c` has no view `v`; such a slot takes the mean of the class's
+            logits over the views it has, so that no prompt counts twice.
+
+    Returns:
+        `(B, C)`: `log(mean over v of softmax over c of view_logits[:, v])`; its softmax is that mean.
+    """
+    if view_mask is not None and not bool(view_mask.all()):
+        mask = view_mask[None]
+        class_mean = (view_logits * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True)
+        view_logits = torch.where(mask, view_logits, class_mean)
+    num_views = torch.tensor(float(view_logits.shape[1]), device=view_logits.device, dtype=view_logits.dtype)
+    return torch.logsumexp(view_logits.log_softmax(dim=-1), dim=1) - torch.log(num_views)
+
+
 def _l2_normalize(tensor: torch.Tensor) -> torch.Tensor:
     return tensor / tensor.norm(p=2, dim=-1, keepdim=True)
 
@@ -352,6 +371,24 @@ class ClaverModel(ClaverPreTrainedModel):
         )
         text_outputs.pooler_output = self.text_projection(text_outputs.pooler_output)
         return text_outputs
+
+    def encode_texts(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, batch_size: int = 1024
+    ) -> torch.Tensor:
+        """`(..., S)` token ids -> `(..., E)` L2-normalised text embeddings, `batch_size` texts at a time (a whole
+        prompt bank, e.g. 31 views × 400 classes, in one batch would need activations for every text at once)."""
+        batch_shape = input_ids.shape[:-1]
+        ids = input_ids.reshape(-1, input_ids.shape[-1])
+        mask = attention_mask.reshape(-1, attention_mask.shape[-1])
+        features = torch.cat(
+            [
+                self.get_text_features(
+                    input_ids=ids[i : i + batch_size], attention_mask=mask[i : i + batch_size]
+                ).pooler_output
+                for i in range(0, ids.shape[0], batch_size)
+            ]
+        )
+        return _l2_normalize(features).view(*batch_shape, -1)
 
     @can_return_tuple
     def get_video_features(
@@ -547,25 +584,8 @@ class ClaverForVideoClassification(ClaverPreTrainedModel):
     def num_classes(self) -> int:
         return self.text_bank_view_mask.shape[1]
 
-    def _encode_text_views(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """`(..., S)` token ids -> `(..., E)` L2-normalised text embeddings.
-
-        Encoded `text_encoding_batch_size` texts at a time: a full bank (e.g. 31 views × 400 classes) in one
-        batch would need activations for every text at once.
-        """
-        batch_shape = input_ids.shape[:-1]
-        ids = input_ids.reshape(-1, input_ids.shape[-1])
-        mask = attention_mask.reshape(-1, attention_mask.shape[-1])
-        step = self.text_encoding_batch_size
-        features = torch.cat(
-            [
-                self.claver.get_text_features(
-                    input_ids=ids[i : i + step], attention_mask=mask[i : i + step]
-                ).pooler_output
-                for i in range(0, ids.shape[0], step)
-            ]
-        )
-        return _l2_normalize(features).view(*batch_shape, -1)
+    def _encode_bank(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.claver.encode_texts(input_ids, attention_mask, self.text_encoding_batch_size)
 
     def _text_cache_key(self) -> tuple:
         params = [*self.claver.text_model.parameters(), self.claver.text_projection.weight]
@@ -603,11 +623,11 @@ class ClaverForVideoClassification(ClaverPreTrainedModel):
             if self._text_feature_cache is not None and self._text_feature_cache[0] == key:
                 return self._text_feature_cache[1]
             with torch.no_grad():
-                features = self._encode_text_views(self.text_bank_input_ids, self.text_bank_attention_mask)
+                features = self._encode_bank(self.text_bank_input_ids, self.text_bank_attention_mask)
             self._text_feature_cache = (key, features)
             return features
         self._text_feature_cache = None
-        return self._encode_text_views(self.text_bank_input_ids, self.text_bank_attention_mask)
+        return self._encode_bank(self.text_bank_input_ids, self.text_bank_attention_mask)
 
     def _sample_view_indices(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw K views per class among its own views, with replacement -> view and class indices `(K, C)`."""
@@ -624,7 +644,7 @@ class ClaverForVideoClassification(ClaverPreTrainedModel):
         views, classes = self._sample_view_indices()
         if self.text_encoder_frozen:
             return self.bank_text_features()[views, classes]
-        return self._encode_text_views(
+        return self._encode_bank(
             self.text_bank_input_ids[views, classes], self.text_bank_attention_mask[views, classes]
         )
 
@@ -677,15 +697,9 @@ class ClaverForVideoClassification(ClaverPreTrainedModel):
             view_logits = scale * torch.einsum(
                 "be,vce->bvc", video_embeds, text_embeds.to(video_embeds.dtype)
             )
-            view_mask = self.text_bank_view_mask[None]  # (1, V, C)
-            if not bool(view_mask.all()):
-                class_mean = (view_logits * view_mask).sum(1, keepdim=True) / view_mask.sum(1, keepdim=True)
-                view_logits = torch.where(view_mask, view_logits, class_mean)
 
         num_views = view_logits.shape[1]
-        logits = torch.logsumexp(view_logits.log_softmax(dim=-1), dim=1) - torch.log(
-            torch.tensor(float(num_views), device=view_logits.device, dtype=view_logits.dtype)
-        )
+        logits = view_averaged_log_probs(view_logits, None if self.training else self.text_bank_view_mask)
 
         loss = None
         if labels is not None:
@@ -703,6 +717,7 @@ class ClaverForVideoClassification(ClaverPreTrainedModel):
 
 
 __all__ = [
+    "view_averaged_log_probs",
     "ClaverForVideoClassification",
     "ClaverModel",
     "ClaverPreTrainedModel",

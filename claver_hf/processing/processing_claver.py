@@ -112,23 +112,30 @@ class ClaverProcessor(ProcessorMixin):
                 "This processor has no prompt bank: pass `prompt_bank=` (a bundled name or a file)."
             )
         bank = self.prompt_bank if labels is None else self.prompt_bank.subset(labels)
-        views = [bank.views(name, forms) for name in bank.class_names]
+        return self.tokenize_views([bank.views(name, forms) for name in bank.class_names])
+
+    def tokenize_views(self, views: list[list[str]]) -> dict[str, torch.Tensor]:
+        """Tokenise the text views of each class into a view-major grid.
+
+        Args:
+            views: for each class, its texts.
+
+        Returns:
+            `input_ids`, `attention_mask` `(V, C, S)` and `view_mask` `(V, C)`, `V` the largest number of views of
+            a class; class `c`'s views fill rows `0 .. len(views[c]) - 1` of column `c`, the rest are masked.
+        """
         encoded = self.tokenize([text for class_views in views for text in class_views])
         ids = torch.tensor(encoded["input_ids"])
         mask = torch.tensor(encoded["attention_mask"])
-        num_views, num_classes = max(len(v) for v in views), len(views)
-        input_ids = ids.new_zeros(num_views, num_classes, ids.shape[1])
+        view_index = torch.tensor([v for class_views in views for v in range(len(class_views))])
+        class_index = torch.tensor([c for c, class_views in enumerate(views) for _ in class_views])
+        shape = (max(len(class_views) for class_views in views), len(views))
+        input_ids = ids.new_zeros(*shape, ids.shape[1])
         attention_mask = torch.zeros_like(input_ids)
-        view_mask = torch.zeros(num_views, num_classes, dtype=torch.bool)
-        start = 0
-        for c, class_views in enumerate(views):
-            n = len(class_views)
-            input_ids[:n, c], attention_mask[:n, c], view_mask[:n, c] = (
-                ids[start : start + n],
-                mask[start : start + n],
-                True,
-            )
-            start += n
+        view_mask = torch.zeros(shape, dtype=torch.bool)
+        input_ids[view_index, class_index] = ids
+        attention_mask[view_index, class_index] = mask
+        view_mask[view_index, class_index] = True
         return {"input_ids": input_ids, "attention_mask": attention_mask, "view_mask": view_mask}
 
     def to_dict(self) -> dict[str, Any]:

@@ -35,7 +35,7 @@ FORMAT_VERSION = 1
 INTERPRETIVE_FORMS = ("decomposition", "body_parts", "synonyms")
 OPTIONAL_FORMS = ("scene",)
 ALL_FORMS = INTERPRETIVE_FORMS + OPTIONAL_FORMS
-BUNDLED_BANKS = ("ucf101", "hmdb51", "kinetics400", "kinetics600", "ssv2")
+BUNDLED_BANKS = ("ucf101", "hmdb51", "kinetics400", "kinetics600", "ssv2", "synthetic")
 
 
 class PromptBankError(ValueError):
