@@ -304,7 +304,7 @@ def _hsv(rng: np.random.Generator, saturation: tuple[float, float], value: tuple
 def write_mp4(
     path: str | os.PathLike, frames: np.ndarray, fps: int = 8, keyframe_interval: int = 4, crf: int = 18
 ) -> None:
-    """Encode ``(T, H, W, 3)`` uint8 RGB frames (H, W even) as H.264 yuv420p MP4, deterministically.
+    """Encode ``(T, H, W, 3)`` uint8 RGB frames (H, W even) as H.264 yuv420p MP4.
 
     The rendered frames are exactly reproducible; the encoded ones are too in most runs, but they were seen to
     differ by about two grey levels on average between processes now and then (cause not found; one encoder
