@@ -20,7 +20,7 @@ $(VENV)/.installed-dev: setup.cfg pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed-runtime
 
 demo: $(VENV)/.installed-runtime
-	$(BIN)/python examples/demo_untrained.py
+	$(BIN)/claver-hf demo --output-dir outputs/demo
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prompts(commands, common)
     _add_convert(commands, common)
     _add_explain(commands, common)
+    _add_classify(commands, common)
+    _add_demo(commands, common)
     return parser
 
 
@@ -367,4 +369,76 @@ def _explain(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(f"best label: {result.label} ({result.scores[result.label]:.3f})")
     print("wrote " + ", ".join(str(path) for path in result.files.values()))
+    return 0
+
+
+def _add_classify(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "classify",
+        parents=[common],
+        help="zero-shot classification of videos with your own labels",
+        description="Score each VIDEO against the labels (interpretive prompts when they are in the bank).",
+    )
+    parser.add_argument("videos", metavar="VIDEO", nargs="+", help="video files")
+    _add_model_arguments(parser)
+    parser.add_argument("--top-k", type=int, default=5, help="labels to show per video (default: 5)")
+    parser.add_argument("--num-clips", type=int, default=1, help="temporal views per video")
+    parser.add_argument("--num-crops", type=int, default=1, choices=[1, 3], help="spatial views per video")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(handler=_classify)
+
+
+def _classify(args: argparse.Namespace) -> int:
+    import json
+
+    from transformers import pipeline
+
+    model, processor, labels = _model_processor_labels(args)
+    classify = pipeline("zero-shot-video-classification", model=model, processor=processor)
+    results = classify(
+        list(args.videos), candidate_labels=labels, prompt_bank=args.bank, top_k=args.top_k,
+        num_clips=args.num_clips, num_crops=args.num_crops,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps(dict(zip(args.videos, results, strict=True)), indent=2))
+        return 0
+    for video, ranked in zip(args.videos, results, strict=True):
+        print(video)
+        for entry in ranked:
+            print(f"  {entry['score']:7.3f}  {entry['label']}")
+    return 0
+
+
+def _add_demo(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="train and test a small CLAVER on a generated motion dataset (offline, CPU)",
+        description=(
+            "Generate the synthetic motion dataset, train a small CLAVER from scratch on it and test it; "
+            "writes the dataset, model, processor, model card, results and figures under --output-dir."
+        ),
+    )
+    parser.add_argument("--output-dir", default="outputs/demo", help="where everything is written")
+    parser.add_argument("--kronecker-mask", default="kmta", help="kmta, kmcta, joint, divided, ...")
+    parser.add_argument("--mean-pooling", action="store_true", help="baseline without KMT blocks")
+    parser.add_argument("--epochs", type=float, default=12, help="training epochs")
+    parser.add_argument("--seed", type=int, default=0, help="dataset and training seed")
+    parser.set_defaults(handler=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    results = run_demo(
+        args.output_dir, kronecker_mask=args.kronecker_mask, mean_pooling=args.mean_pooling,
+        epochs=args.epochs, seed=args.seed,
+    )  # fmt: skip
+    test = results["test"]
+    print(
+        f"test top-1 {test['top_1_accuracy']:.3f}, top-5 {test['top_5_accuracy']:.3f} ({test['views']} views)"
+    )
+    for pair, accuracy in results["reversed_pair_accuracy"].items():
+        print(f"  {pair:<45} {accuracy:.3f}")
+    print(f"model, processor, model card and figures: {Path(args.output_dir) / 'model'}")
     return 0

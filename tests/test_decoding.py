@@ -351,3 +351,90 @@ def test_consecutive_frames_are_decoded_without_seeking(tmp_path):
     frames, stats = read_frames_with_stats(path, list(range(40)))
     assert indices_of(frames) == list(range(40))
     assert (stats.num_seeks, stats.num_decoded_frames) == (0, 40)  # stops at the last needed frame
+
+
+# --- B-frames: MP4 indexes decode times ------------------------------------------------------------------
+
+# Sorted index sets around the key frames of a 60-frame GOP (0, 60, ..., 240), where a key frame's decode
+# time (what MP4's index holds) lies before targets it is shown after.
+NEAR_KEY_FRAMES = [
+    [229, 238],  # 238 is two frames before the key frame at 240: decoding on from 229 is cheapest
+    [229, 239],
+    [230, 240],
+    [179, 238],
+    [178, 181],
+    [58, 59, 61],
+    [59],
+    [239],
+    [119, 120],
+    [0, 59, 60, 119, 179, 239, 240, 255],
+]
+
+
+def _gop60_clip(path, **options):
+    return write_video(path, num_frames=300, fps=30, gop=60, **options)
+
+
+def _trimmed(source, target, frames):
+    """`source` remuxed with its first `frames` frames cut off by an edit list (their packets stay, marked
+    for discarding), as a stream copy cut between key frames is."""
+    with av.open(str(source)) as reader, av.open(str(target), "w") as writer:
+        stream = reader.streams.video[0]
+        copy = writer.add_stream_from_template(stream)
+        shift = frames * round(1 / (stream.average_rate * stream.time_base))
+        for packet in reader.demux(stream):
+            if packet.size:
+                packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, copy
+                writer.mux(packet)
+    return target
+
+
+def test_b_frames_before_a_key_frame_do_not_seek_behind_the_decode_position(tmp_path):
+    # The key frame at 240 is decoded two frames (the B-frame delay) before it is shown, so its index
+    # timestamp reads as frame 238. Taking it for a key frame before 238 made the reader seek from 229,
+    # and FFmpeg, seeking by presentation time, went back to the key frame at 180: 110 frames decoded.
+    if DEFAULT_CODEC != "libx264":
+        pytest.skip("needs the libx264 encoder")
+    path = _gop60_clip(tmp_path / "clip.mp4", bframes=2)
+    frames, stats = read_frames_with_stats(path, [229, 238])
+    assert indices_of(frames) == [229, 238]
+    # Frame 0 (always decoded first), then 180 .. 238 after one seek.
+    assert stats.num_seeks == 1
+    assert stats.num_decoded_frames <= 62
+
+
+@pytest.mark.parametrize(
+    ("suffix", "bframes", "container_options"),
+    [
+        (".mp4", 2, None),  # an edit list hides the 2-frame decode delay of x264's B-pyramid
+        (".mp4", None, None),  # x264's default B-frames
+        (".mp4", 3, {"use_editlist": "0"}),  # no edit list: the first frame is shown at the delay
+        (".mp4", 2, {"movflags": "faststart"}),
+        (".mp4", 2, {"movflags": "negative_cts_offsets"}),
+        (".mov", 1, None),
+        (".avi", 0, None),  # AVI's index runs a frame behind its packet times
+    ],
+)
+def test_index_of_decode_times_seeks_as_without_b_frames(tmp_path, suffix, bframes, container_options):
+    if DEFAULT_CODEC != "libx264":
+        pytest.skip("needs the libx264 encoder")
+    reference = _gop60_clip(tmp_path / "reference.mp4", bframes=0)
+    path = _gop60_clip(tmp_path / f"clip{suffix}", bframes=bframes, container_options=container_options)
+    for indices in NEAR_KEY_FRAMES:
+        frames, stats = read_frames_with_stats(path, indices)
+        assert indices_of(frames) == indices
+        # Same key frames, same shown frames: where the reader seeks must not depend on B-frames.
+        assert stats == read_frames_with_stats(reference, indices)[1], indices
+
+
+def test_edit_list_cutting_the_start_of_a_b_frame_mp4(tmp_path):
+    # The first 5 frames are cut: their packets (decoded only to reach frame 5) come first in the index.
+    if DEFAULT_CODEC != "libx264":
+        pytest.skip("needs the libx264 encoder")
+    reference = _trimmed(_gop60_clip(tmp_path / "plain.mp4", bframes=0), tmp_path / "plain_cut.mp4", 5)
+    path = _trimmed(_gop60_clip(tmp_path / "b.mp4", bframes=2), tmp_path / "b_cut.mp4", 5)
+    # Key frames now show at 55, 115, 175, 235.
+    for indices in ([224, 233], [224, 234], [174, 233], [53, 54, 56], [114, 115], [0, 54, 55, 234, 235, 249]):
+        frames, stats = read_frames_with_stats(path, indices)
+        assert indices_of(frames) == [index + 5 for index in indices]
+        assert stats == read_frames_with_stats(reference, indices)[1], indices

@@ -115,8 +115,14 @@ def test_run_end_to_end(dataset_dir, tmp_path):
     results = run(*arguments(dataset_dir, tmp_path / "out"))
     out = tmp_path / "out"
     for name in ("model.safetensors", "config.json", "prompt_bank.json", "training_curve.png",
-                 "confusion_matrix.png", "results.json"):  # fmt: skip
+                 "confusion_matrix.png", "results.json", "README.md"):  # fmt: skip
         assert (out / name).exists(), name
+    from huggingface_hub import ModelCard
+
+    card = ModelCard((out / "README.md").read_text())
+    assert card.data.library_name == "transformers" and "claver" in card.data.tags
+    results_block = card.data.to_dict()["model-index"][0]["results"]
+    assert {r["dataset"]["split"] for r in results_block} >= {"test", "validation"}
     assert results["test"]["views"] == "2x3" and 0 <= results["test"]["top_1_accuracy"] <= 1
     assert "eval_top_1_accuracy" in results["validation"]
     model = ClaverForVideoClassification.from_pretrained(out)

@@ -62,6 +62,12 @@ _REORDERED_PTS_FORMATS = frozenset({"avi"})
 _MAX_CONSECUTIVE_ERRORS = 16
 # Key-frame interval assumed before two key frames are known (typical encoders use 12 to 250).
 _DEFAULT_GOP = 32
+# Largest believable decode delay (see _SparseReader._measure_decode_delay), in frames: H.264 and HEVC
+# reorder at most 16 frames. A larger measured offset means the index is laid out some other way.
+_MAX_DECODE_DELAY_FRAMES = 16
+# Consecutive kept entries after which no more edit-list-discarded ones are looked for at the start of
+# the index (discarded frames precede the kept ones in decode order, up to the reordering depth).
+_DISCARD_SCAN_MARGIN = 2 * _MAX_DECODE_DELAY_FRAMES
 # fps is stored as a float in VideoInfo; this recovers the exact rational rate (30000/1001 etc.).
 _MAX_RATE_DENOMINATOR = 1_000_000
 # Everything PyAV/FFmpeg raise for bad input: FFmpegError and its OSError subclasses, plus the plain
@@ -228,9 +234,10 @@ def read_frames_with_stats(
     and before each one the reader either keeps decoding forward or seeks to the key frame before it,
     whichever decodes fewer frames. Key-frame positions come from the container's index where it covers
     the target (MP4 and AVI up front, Matroska after its first seek); elsewhere the reader seeks when
-    the gap exceeds the key-frame interval seen so far. A seek that lands past its target (MPEG-TS;
-    B-frames in MP4, whose index holds decode times) is retried further back. Decoding stops at the
-    last needed frame, and each distinct frame is decoded and converted once.
+    the gap exceeds the key-frame interval seen so far; index timestamps that are decode times (MP4 with
+    B-frames) are moved to presentation times by the stream's decode delay. A seek that lands past its
+    target (MPEG-TS; open-GOP key frames, shown after frames decoded later) is retried further back.
+    Decoding stops at the last needed frame, and each distinct frame is decoded and converted once.
 
     Args:
         path: the video file.
@@ -290,6 +297,9 @@ class _SparseReader:
         self.path = path
         self.fps = fps
         self.start: int | None = None  # pts of the first frame
+        # Ticks by which the container index's timestamps run behind presentation times (B-frames in
+        # MP4, whose index holds decode times); measured with the first frame.
+        self.delay = 0
         self.can_seek = False  # enabled once the first frame has a timestamp
         # Index frames by counting them in output order (see _index_of).
         self.count_frames = False
@@ -366,8 +376,9 @@ class _SparseReader:
                 self.run_last_key = index
             if just_sought and index > target:
                 # Landed past the target: the seek is not exact here (MPEG-TS seeks to any packet and the
-                # decoder resumes at the next key frame; MP4 indexes decode times, which B-frames put
-                # before presentation times). Seek further back, doubling the margin each time.
+                # decoder resumes at the next key frame; an open-GOP key frame is shown after the frames
+                # decoded right after it, later than its index timestamp plus the decode delay). Seek
+                # further back, doubling the margin each time.
                 back = max(2 * back, index - target + 1)
                 previous = None
                 just_sought = target - back > 0 and self._seek(target - back)
@@ -405,17 +416,18 @@ class _SparseReader:
     def _should_seek(self, target: int, position: int) -> bool:
         """Whether seeking decodes fewer frames than going forward from frame `position` to `target`.
 
-        Where the container's index extends past `target` (MP4 and AVI index every frame up front,
-        Matroska loads its key-frame cues on the first seek) it gives the key frame before `target`:
-        seek iff that key frame lies beyond the next frame. Elsewhere, seek when the gap exceeds the
-        key-frame interval seen so far.
+        Where the container's index extends to `target` (MP4 and AVI index every frame up front,
+        Matroska loads its key-frame cues on the first seek) it gives the last key frame shown at or
+        before `target`, which is where `_seek` lands: seek iff that key frame lies beyond the next frame
+        (seeking to a key frame at or behind the decode position would decode frames twice). Elsewhere,
+        seek when the gap exceeds the key-frame interval seen so far.
         """
         entries = self.stream.index_entries
-        offset = self._seek_pts(target)
-        found = entries.search_timestamp(offset, backward=True, any_frame=False)
-        if found >= 0 and self._index_of_pts(entries[found].timestamp) > position + 1:
+        found = self._key_entry(target)
+        if found >= 0 and self._index_of_pts(entries[found].timestamp + self.delay) > position + 1:
             return True
-        if entries.search_timestamp(offset, backward=False, any_frame=True) >= 0:
+        # Timestamps in the index only grow, so its last entry is the last frame it knows of.
+        if len(entries) and self._index_of_pts(entries[len(entries) - 1].timestamp + self.delay) >= target:
             return False
         gop = statistics.median_low(self.gop_samples) if self.gop_samples else _DEFAULT_GOP
         return target - position > gop
@@ -425,10 +437,40 @@ class _SparseReader:
         assert self.start is not None  # seeking starts after the first frame
         return self.start + (self.den * (2 * index + 1) - 1) // (2 * self.num)
 
+    def _key_entry(self, index: int) -> int:
+        """Position in the container's index of the last key frame shown at or before frame `index`
+        (-1 if the index has none); exact for key frames that start a closed GOP, as encoders make them.
+        """
+        # Index timestamps are shown `delay` ticks later: compare them with the target's time minus it.
+        return self.stream.index_entries.search_timestamp(
+            self._seek_pts(index) - self.delay, backward=True, any_frame=False
+        )
+
+    def _seek_request(self, index: int) -> int:
+        """The timestamp to pass to FFmpeg so that it lands on the key frame `_key_entry(index)`.
+
+        Demuxers disagree on what a seek timestamp is when decode and presentation times differ: AVI and
+        MP4 without an edit list compare it with the index's decode times as is, while MP4 with an edit
+        list first subtracts its own decode delay (about `delay`, a frame more when the edit list trims
+        the start). Any request from `delay` past the key frame's presentation time up to just before the
+        next key frame's index timestamp lands on the key frame under every such reading, as long as a
+        GOP lasts longer than twice the delay.
+        """
+        request = self._seek_pts(index) + self.delay
+        entries = self.stream.index_entries
+        found = self._key_entry(index)
+        if found >= 0:
+            following = entries.search_timestamp(
+                entries[found].timestamp + 1, backward=False, any_frame=False
+            )
+            if following >= 0:
+                request = min(request, entries[following].timestamp - 1)
+        return request
+
     def _seek(self, index: int) -> bool:
         """Seek to the key frame at or before `index`; False (and no more seeking) if unsupported."""
         try:
-            self.container.seek(self._seek_pts(index), stream=self.stream, backward=True, any_frame=False)
+            self.container.seek(self._seek_request(index), stream=self.stream, backward=True, any_frame=False)
         except _AV_ERRORS:
             self.can_seek = False
             return False
@@ -436,6 +478,37 @@ class _SparseReader:
         self.seeks += 1
         self.run_last_key = None
         return True
+
+    def _measure_decode_delay(self) -> int:
+        """Ticks from an index timestamp to its key frame's presentation time; 0 where they agree.
+
+        MP4 indexes decode times, which run behind presentation times when frames are reordered
+        (B-frames): encoders give the n-th frame in decode order the n-th presentation time minus a fixed
+        delay, so a key frame starting a closed GOP (decoded after exactly the frames shown before it) is
+        shown `delay` ticks after its index timestamp. The first shown frame is the first presentation
+        time that an edit list keeps: it follows the entries the edit list discards (frames before its
+        start, kept only to decode from the preceding key frame), so its decode time is that of entry
+        number "count of discarded entries". AVI's index is one frame behind its packet times, which
+        this measures the same way. Matroska indexes presentation times (delay 0); MPEG-TS has no index
+        yet when the first frame is decoded (0, as before).
+        """
+        assert self.start is not None
+        entries = self.stream.index_entries
+        discarded = kept_in_a_row = position = 0
+        while position < len(entries) and kept_in_a_row < _DISCARD_SCAN_MARGIN:
+            if entries[position].is_discard:
+                discarded += 1
+                kept_in_a_row = 0
+            else:
+                kept_in_a_row += 1
+            position += 1
+        if discarded >= len(entries):
+            return 0
+        delay = self.start - entries[discarded].timestamp
+        # Ticks per frame are den / num; anything outside 0 .. 16 frames is not a reordering delay.
+        if delay < 0 or delay * self.num > _MAX_DECODE_DELAY_FRAMES * self.den:
+            return 0
+        return delay
 
     def _restart(self) -> None:
         # Reopening is the one exact way back to the first frame: seeking to the start time is not exact
@@ -469,6 +542,7 @@ class _SparseReader:
             if frame.pts is not None and (previous is None or frame.pts >= previous.frame.pts):
                 if self.start is None:
                     self.start = frame.pts
+                    self.delay = self._measure_decode_delay()
                     self.can_seek = True
                 return self._index_of_pts(frame.pts)
             self.count_frames = True

@@ -28,7 +28,9 @@ def compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
     cover (with several processes, a check that every video counted exactly once)."""
     logits = eval_prediction.predictions
     logits = logits[0] if isinstance(logits, tuple) else logits
-    metrics = load_top_k_accuracy().compute(predictions=logits, references=eval_prediction.label_ids, k=[1, 5])
+    metrics = load_top_k_accuracy().compute(
+        predictions=logits, references=eval_prediction.label_ids, k=[1, 5]
+    )
     return {**metrics, "num_samples": len(eval_prediction.label_ids)}
 
 

@@ -89,6 +89,9 @@ class DataTrainingArguments:
         default=224, metadata={"help": "Crop size; frames are resized to it (short side)."}
     )
     train_short_side: int | None = field(default=None, metadata={"help": "Short side before training crops."})
+    flip_prob: float = field(
+        default=0.5, metadata={"help": "Horizontal flip probability (0 for direction-sensitive classes)."}
+    )
     test_num_clips: int = field(default=1, metadata={"help": "Temporal views of the final test (paper: 4)."})
     test_num_crops: int = field(default=1, metadata={"help": "Spatial views of the final test (paper: 3)."})
     mixup_alpha: float = field(default=0.8, metadata={"help": "MixUp alpha (0 disables)."})
@@ -225,6 +228,7 @@ def prepare_run(
         size={"shortest_edge": data.image_size},
         crop_size={"height": data.image_size, "width": data.image_size},
         train_short_side=data.train_short_side or round(data.image_size * 256 / 224),
+        flip_prob=data.flip_prob,
     )
     datasets = _split_datasets(data, video_processor)
     if training_args.do_train and "train" not in datasets:
@@ -285,9 +289,46 @@ def run(
             logger.warning(f"Unreadable videos skipped per split: {skipped}")
         trainer.save_model(str(output_dir))
         plan.processor.save_pretrained(output_dir)
+        (output_dir / "README.md").write_text(_model_card(plan, model_args, data, results, output_dir))
         plot_training_curves(trainer.state.log_history, output_dir / "training_curve.png")
         (output_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     return results
+
+
+def _model_card(
+    plan: RunPlan, model_args: ModelArguments, data: DataTrainingArguments, results: dict, output_dir: Path
+) -> str:
+    from huggingface_hub import EvalResult
+
+    from ..hub import model_card
+
+    dataset = Path(data.hf_dataset_path or data.dataset_dir or "dataset").name
+    evaluations = []
+    for split, prefix in (("test", ""), ("validation", "eval_")):
+        for k in (1, 5):
+            value = results.get(split, {}).get(f"{prefix}top_{k}_accuracy")
+            if value is not None:
+                evaluations.append(
+                    EvalResult(
+                        task_type="video-classification", dataset_type=dataset, dataset_name=dataset,
+                        dataset_split=split, metric_type="accuracy", metric_name=f"top-{k} accuracy",
+                        metric_value=round(100 * value, 2),
+                    )
+                )  # fmt: skip
+    bank = data.prompt_bank or "templates only"
+    protocol = (
+        f"{data.num_frames} frames at {data.image_size}x{data.image_size}; test views "
+        f"{data.test_num_clips} clips x {data.test_num_crops} crops; validation 1 view; prompt bank: {bank}; "
+        "class probabilities averaged over the text views."
+    )
+    training = "Fine-tuned" if model_args.model_name_or_path else "Trained from scratch"
+    if data.few_shot_k:
+        training += f", few-shot with {data.few_shot_k} examples per class (seed {results['seed']})"
+    return model_card(
+        plan.model, plan.processor, str(output_dir), base_model=model_args.model_name_or_path,
+        eval_results=evaluations, evaluation_protocol=protocol,
+        training=f"{training} with claver-hf's run_video_classification (SPEC §4 recipe defaults).",
+    )  # fmt: skip
 
 
 def _final_test(trainer: ClaverTrainer, plan: RunPlan, data: DataTrainingArguments, output_dir: Path) -> dict:

@@ -1,0 +1,58 @@
+import json
+
+import numpy as np
+
+from claver_hf.cli import main
+from claver_hf.demo import reversed_pair_accuracy, run_demo
+
+
+def test_reversed_pair_accuracy():
+    confusion = np.zeros((10, 10), dtype=int)
+    confusion[0, 0], confusion[0, 1], confusion[1, 1] = 3, 1, 4  # pair 0: 7 of 8 right
+    confusion[2, 3], confusion[3, 2] = 5, 5  # pair 1: always the other direction
+    accuracy = reversed_pair_accuracy(confusion)
+    assert accuracy["moving left / moving right"] == 7 / 8
+    assert accuracy["moving up / moving down"] == 0.0
+    assert len(accuracy) == 5
+
+
+def test_demo_runs_end_to_end_at_tiny_scale(tmp_path):
+    results = run_demo(tmp_path, epochs=1, clips_per_class=(2, 1, 1), num_workers=0, progress=False)
+    model_dir = tmp_path / "model"
+    for name in (
+        "model.safetensors",
+        "README.md",
+        "prompt_bank.json",
+        "training_curve.png",
+        "confusion_matrix.png",
+    ):
+        assert (model_dir / name).exists(), name
+    assert results["test"]["views"] == "1x1" and len(results["reversed_pair_accuracy"]) == 5
+    assert json.loads((model_dir / "results.json").read_text())["reversed_pair_accuracy"]
+    assert len(list((tmp_path / "data" / "train").rglob("*.mp4"))) == 20
+
+
+def test_classify_command(tmp_path, capsys):
+    run_demo(tmp_path, epochs=1, clips_per_class=(2, 1, 1), num_workers=0, progress=False)
+    capsys.readouterr()  # the training logs
+    video = sorted((tmp_path / "data" / "test").rglob("*.mp4"))[0]
+    status = main(
+        ["classify", str(video), "--model", str(tmp_path / "model"), "--bank", "synthetic", "--top-k", "3"]
+    )
+    assert status == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == str(video) and len(lines) == 4
+    status = main(
+        [
+            "classify",
+            str(video),
+            "--model",
+            str(tmp_path / "model"),
+            "--labels",
+            "moving left,growing",
+            "--json",
+        ]
+    )
+    assert status == 0
+    output = json.loads(capsys.readouterr().out)
+    assert [entry["label"] for entry in output[str(video)]] != [] and len(output[str(video)]) == 2
