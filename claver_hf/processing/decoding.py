@@ -439,7 +439,8 @@ class _SparseReader:
 
     def _key_entry(self, index: int) -> int:
         """Position in the container's index of the last key frame shown at or before frame `index`
-        (-1 if the index has none); exact for key frames that start a closed GOP, as encoders make them.
+        (-1 if the index has none). Exact for key frames that start a closed GOP (x264's default); an
+        open-GOP key frame is shown later than its index timestamp says, so a seek to it may overshoot.
         """
         # Index timestamps are shown `delay` ticks later: compare them with the target's time minus it.
         return self.stream.index_entries.search_timestamp(
@@ -490,7 +491,7 @@ class _SparseReader:
         start, kept only to decode from the preceding key frame), so its decode time is that of entry
         number "count of discarded entries". AVI's index is one frame behind its packet times, which
         this measures the same way. Matroska indexes presentation times (delay 0); MPEG-TS has no index
-        yet when the first frame is decoded (0, as before).
+        yet when the first frame is decoded (delay 0: its inexact seeks are corrected after landing).
         """
         assert self.start is not None
         entries = self.stream.index_entries
