@@ -422,7 +422,7 @@ def _add_demo(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
     parser.add_argument("--output-dir", default="outputs/demo", help="where everything is written")
     parser.add_argument("--kronecker-mask", default="kmta", help="kmta, kmcta, joint, divided, ...")
     parser.add_argument("--mean-pooling", action="store_true", help="baseline without KMT blocks")
-    parser.add_argument("--epochs", type=float, default=12, help="training epochs")
+    parser.add_argument("--epochs", type=float, default=20, help="training epochs")
     parser.add_argument("--seed", type=int, default=0, help="dataset and training seed")
     parser.set_defaults(handler=_demo)
 
