@@ -33,7 +33,6 @@ import argparse
 import contextlib
 import multiprocessing
 import os
-import platform
 import statistics
 import time
 from collections.abc import Sequence
@@ -43,7 +42,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 import torch
-import transformers
+from machine import machine_description
 from torch import nn
 from transformers import CLIPVisionConfig
 
@@ -242,20 +241,6 @@ def run_in_fresh_process(
 ) -> Measurement:
     with context.Pool(processes=1) as pool:
         return pool.apply(run_case, (case, shape, warmup, repeats))
-
-
-def machine_description() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    models = [
-        line.split(":", 1)[1].strip()
-        for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
-        if line.startswith("model name")
-    ]
-    cpu = models[0] if models else platform.processor() or "unknown CPU"
-    return (
-        f"{cpu}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads), torch {torch.__version__}, "
-        f"transformers {transformers.__version__}, Python {platform.python_version()}, {platform.system()}"
-    )
 
 
 def markdown_table(results: dict[Case, Measurement], part: Part, frames: Sequence[int], shape: Shape) -> str:

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -60,7 +59,7 @@ import av
 import numpy as np
 import torch
 import torch.nn.functional as F
-import transformers
+from machine import machine_description
 from transformers.video_utils import VideoMetadata, load_video
 
 from claver_hf.processing.decoding import probe_video, read_frames_with_stats
@@ -407,21 +406,6 @@ def targets(results: Sequence[EvalResult]) -> list[tuple[str, bool]]:
     return checks
 
 
-def machine_description() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    models = [
-        line.split(":", 1)[1].strip()
-        for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
-        if line.startswith("model name")
-    ]
-    cpu = models[0] if models else platform.processor() or "unknown CPU"
-    return (
-        f"{cpu}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads), torch {torch.__version__}, "
-        f"av {av.__version__} (FFmpeg {av.ffmpeg_version_info}), transformers {transformers.__version__}, "
-        f"Python {platform.python_version()}"
-    )
-
-
 def load_average() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
@@ -450,7 +434,7 @@ def main() -> None:
     repeats = args.repeats or (1 if args.quick else 3)
     min_time = args.min_time or (0.2 if args.quick else 2.0)
     began = time.perf_counter()
-    print(f"Machine: {machine_description()}")
+    print(f"Machine: {machine_description(f'av {av.__version__} (FFmpeg {av.ffmpeg_version_info})')}")
     print(f"Load average at start: {load_average()}")
     processor = ClaverVideoProcessor()
     with tempfile.TemporaryDirectory(prefix="bench_decode_") as directory:
