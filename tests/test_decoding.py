@@ -41,6 +41,10 @@ from .videos import (
     write_zero_byte,
 )
 
+# The PyAV wheels bundle these encoders; a build without them skips the tests that need them.
+needs_x264 = pytest.mark.skipif(DEFAULT_CODEC != "libx264", reason="needs the libx264 encoder")
+needs_vpx = pytest.mark.skipif(not has_encoder("libvpx"), reason="needs the libvpx encoder")
+
 
 def indices_of(frames: np.ndarray) -> list[int]:
     return [pattern_index(frame) for frame in frames]
@@ -114,10 +118,16 @@ def test_bad_indices_and_backend(tmp_path):
         read_frames(path, [0], backend="opencv")
 
 
-@pytest.mark.parametrize("backend", ["torchcodec", "decord"])
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param(
+            name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is not None, reason="installed")
+        )
+        for name in ("torchcodec", "decord")
+    ],
+)
 def test_optional_backend_missing_raises_import_error(tmp_path, backend):
-    if importlib.util.find_spec(backend) is not None:
-        pytest.skip(f"{backend} is installed")
     with pytest.raises(ImportError, match=f"pip install {backend}"):
         read_frames(tmp_path / "clip.mp4", [0], backend=backend)
 
@@ -148,10 +158,9 @@ def test_wrong_container_frame_count_is_not_trusted(tmp_path):
     assert indices_of(read_frames(path, [0, 15, 29], info=info)) == [0, 15, 29]
 
 
+@needs_x264
 def test_stream_without_timestamps(tmp_path):
     # A raw H.264 elementary stream has no timestamps and no index: decode order is the frame index.
-    if DEFAULT_CODEC != "libx264":
-        pytest.skip("needs the libx264 encoder")
     path = write_video(tmp_path / "clip.h264", num_frames=20, gop=5)
     info = probe_video(path)
     assert (info.num_frames, info.frame_count_source) == (20, "counted")
@@ -173,18 +182,19 @@ def test_sampled_frames_have_the_right_content(tmp_path, suffix):
 
 
 @pytest.mark.parametrize(
-    ("suffix", "bframes"), [(".mp4", 2), (".mkv", 0), (".mkv", 3), (".webm", None), (".ts", 2), (".avi", 2)]
+    ("suffix", "bframes"),
+    [
+        *(pytest.param(*case, marks=needs_x264) for case in [(".mp4", 2), (".mkv", 0), (".mkv", 3)]),
+        pytest.param(".webm", None, marks=needs_vpx),
+        *(pytest.param(*case, marks=needs_x264) for case in [(".ts", 2), (".avi", 2)]),
+    ],
 )
 def test_random_index_sets_match_their_frames(tmp_path, suffix, bframes):
     # Every mix of seeking and decoding forward, across B-frame reordering and container quirks: Matroska
     # loads its index on the first seek, MPEG-TS has none and seeks inexactly, and H.264 with B-frames in
     # AVI has out-of-order timestamps (frames are then counted).
     if suffix == ".webm":
-        if not has_encoder("libvpx"):
-            pytest.skip("needs the libvpx encoder")
         path = write_video(tmp_path / "clip.webm", num_frames=120, gop=7, codec="libvpx")
-    elif DEFAULT_CODEC != "libx264":
-        pytest.skip("needs the libx264 encoder")
     else:
         path = write_video(tmp_path / f"clip{suffix}", num_frames=120, gop=7, bframes=bframes)
     info = probe_video(path)
@@ -203,11 +213,10 @@ def test_order_and_repeats_follow_indices(tmp_path):
     assert stats.num_decoded_frames <= 30  # each distinct frame decoded once, never the whole clip twice
 
 
+@needs_x264
 def test_timestamps_going_backwards_switch_to_counting(tmp_path, monkeypatch):
     # The generic guard behind the AVI rule: without it, H.264 B-frames in AVI come out with timestamps
     # in decode order. Decoding from the start, the reader notices and restarts counting frames.
-    if DEFAULT_CODEC != "libx264":
-        pytest.skip("needs the libx264 encoder")
     monkeypatch.setattr(decoding, "_REORDERED_PTS_FORMATS", frozenset())
     path = write_video(tmp_path / "clip.avi", num_frames=30, gop=30, bframes=3)
     frames, stats = read_frames_with_stats(path, [0, 5, 6, 20])
@@ -406,12 +415,11 @@ def planned_stats(indices, key_frames):
     return DecodeStats(num_decoded_frames=decoded, num_seeks=seeks)
 
 
+@needs_x264
 def test_b_frames_before_a_key_frame_do_not_seek_behind_the_decode_position(tmp_path):
     # The key frame at 240 is decoded two frames (the B-frame delay) before it is shown, so its index
     # timestamp reads as frame 238. Taking it for a key frame before 238 made the reader seek from 229,
     # and FFmpeg, seeking by presentation time, went back to the key frame at 180: 110 frames decoded.
-    if DEFAULT_CODEC != "libx264":
-        pytest.skip("needs the libx264 encoder")
     path = _gop60_clip(tmp_path / "clip.mp4", bframes=2)
     frames, stats = read_frames_with_stats(path, [229, 238])
     assert indices_of(frames) == [229, 238]
@@ -433,9 +441,8 @@ def test_b_frames_before_a_key_frame_do_not_seek_behind_the_decode_position(tmp_
         (".avi", 0, None),  # AVI's index runs a frame behind its packet times
     ],
 )
+@needs_x264
 def test_seeks_follow_the_key_frames_as_shown(tmp_path, suffix, bframes, container_options):
-    if DEFAULT_CODEC != "libx264":
-        pytest.skip("needs the libx264 encoder")
     path = _gop60_clip(tmp_path / f"clip{suffix}", bframes=bframes, container_options=container_options)
     for indices in NEAR_KEY_FRAMES:
         frames, stats = read_frames_with_stats(path, indices)
@@ -443,11 +450,10 @@ def test_seeks_follow_the_key_frames_as_shown(tmp_path, suffix, bframes, contain
         assert stats == planned_stats(indices, range(0, 300, 60)), indices
 
 
+@needs_x264
 def test_edit_list_cutting_the_start_of_a_b_frame_mp4(tmp_path):
     # The first 5 frames are cut: their packets (decoded only to reach frame 5) lead the index, marked
     # for discarding, and must not count into the decode delay.
-    if DEFAULT_CODEC != "libx264":
-        pytest.skip("needs the libx264 encoder")
     for bframes in (0, 2):
         path = _trimmed(
             _gop60_clip(tmp_path / f"b{bframes}.mp4", bframes=bframes), tmp_path / f"cut{bframes}.mp4", 5

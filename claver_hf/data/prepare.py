@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -108,6 +109,31 @@ def prepare_video(
     width, height = _output_size(info.width, info.height, short_side)
     rate = Fraction(info.fps).limit_denominator(_MAX_RATE_DENOMINATOR)
     target.parent.mkdir(parents=True, exist_ok=True)
+    write_h264(
+        target, _upright_frames(source, width, height), width=width, height=height, rate=rate,
+        keyframe_interval=keyframe_interval, crf=crf, preset=preset,
+    )  # fmt: skip
+
+
+def write_h264(
+    target: PathLike,
+    frames: Iterable[np.ndarray],
+    *,
+    width: int,
+    height: int,
+    rate: Fraction | int,
+    keyframe_interval: int,
+    crf: int,
+    preset: str = "veryfast",
+    threads: int | None = None,
+) -> None:
+    """Encode `(height, width, 3)` uint8 RGB frames as an MP4 (libx264, yuv420p, ``+faststart``) written atomically.
+
+    A key frame comes exactly every `keyframe_interval` frames and there are no B-frames. The file is written
+    to a hidden temporary name next to `target` and renamed onto it only when complete; on any failure the
+    temporary file is removed and `target` is left as it was. `threads` fixes the encoder's thread count.
+    """
+    target = Path(target)
     partial = _partial_path(target)
     try:
         # The format is named because the temporary file's suffix does not say it.
@@ -115,6 +141,8 @@ def prepare_video(
             stream = output.add_stream("libx264", rate=rate)
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             stream.codec_context.gop_size = keyframe_interval
+            if threads is not None:
+                stream.codec_context.thread_count = threads
             stream.codec_context.options = {
                 "preset": preset,
                 "crf": str(crf),
@@ -126,12 +154,15 @@ def prepare_video(
                 # fewer frames, and no reader has to reorder timestamps.
                 "bf": "0",
             }
-            for index, rgb in enumerate(_upright_frames(source, width, height)):
-                # Converted to yuv420p here rather than left to PyAV inside encode(): with that implicit
-                # conversion, identical runs sometimes wrote slightly different pixels (seen in about 1
-                # run in 10 with two processes converting at once); converted here, they are identical.
-                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-                frame.pts, frame.time_base = index, 1 / rate
+            # Converted to yuv420p here rather than left to PyAV inside encode(): with that implicit
+            # conversion, identical runs sometimes wrote slightly different pixels. One reformatter serves
+            # all frames: a new conversion context per frame costs more than encoding small frames.
+            reformatter = VideoReformatter()
+            time_base = 1 / Fraction(rate)
+            for index, rgb in enumerate(frames):
+                rgb_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+                frame = reformatter.reformat(rgb_frame, format="yuv420p")
+                frame.pts, frame.time_base = index, time_base
                 output.mux(stream.encode(frame))
             output.mux(stream.encode())
         os.replace(partial, target)

@@ -40,17 +40,14 @@ import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
 from tqdm.auto import tqdm
 
 from ..prompts.bank import PromptBank, load_prompt_bank
-from .prepare import _partial_path
+from .prepare import write_h264
 
 SYNTHETIC_CLASSES: tuple[str, ...] = (
     "moving left",
@@ -310,40 +307,16 @@ def write_mp4(
     differ by about two grey levels on average between processes now and then (cause not found; one encoder
     thread did not remove it). Key frames come exactly every
     `keyframe_interval` frames and there are no B-frames (cheap seeks for sparse frame sampling). The file
-    is written under a temporary name and renamed onto `path` when complete, so `path` exists only once
-    finished.
+    is written atomically (see `claver_hf.data.prepare.write_h264`).
     """
     path = Path(path)
     height, width = frames.shape[1:3]
     if height % 2 or width % 2:
         raise ValueError(f"yuv420p needs an even frame size, got {width}x{height}.")
-    partial = _partial_path(path)
-    try:
-        # The format is named because the temporary file's suffix does not say it.
-        with av.open(str(partial), "w", format="mp4") as output:
-            stream = output.add_stream("libx264", rate=fps)
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            stream.codec_context.gop_size = keyframe_interval
-            stream.codec_context.thread_count = 1
-            stream.codec_context.options = {
-                "preset": "veryfast",
-                "crf": str(crf),
-                "keyint_min": str(keyframe_interval),
-                "sc_threshold": "0",
-                "bf": "0",
-            }
-            # One reformatter for all frames: a new conversion context per frame costs more than encoding.
-            reformatter = VideoReformatter()
-            for index, rgb in enumerate(frames):
-                rgb_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-                frame = reformatter.reformat(rgb_frame, format="yuv420p")
-                frame.pts, frame.time_base = index, Fraction(1, fps)
-                output.mux(stream.encode(frame))
-            output.mux(stream.encode())
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    write_h264(
+        path, frames, width=width, height=height, rate=fps, keyframe_interval=keyframe_interval, crf=crf,
+        threads=1,
+    )  # fmt: skip
 
 
 def synthetic_prompt_bank() -> PromptBank:
