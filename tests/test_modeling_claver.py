@@ -251,6 +251,13 @@ def test_fresh_model_initialisation():
         assert param.abs().max() < 10, name
 
 
+def test_temporal_embedding_initialisation_scale():
+    default = ClaverVisionModel(tiny_claver_config().vision_config)
+    assert 0.01 < default.temporal_embedding.embedding.std() < 0.03
+    model = ClaverVisionModel(tiny_claver_config(temporal_initializer_range=1.0).vision_config)
+    assert 0.6 < model.temporal_embedding.embedding.std() < 1.3  # truncated at two standard deviations
+
+
 # ---------------------------------------------------------------- save / load
 
 
@@ -430,6 +437,25 @@ def test_text_feature_cache_is_used_and_invalidated():
     model(pixel_values=video)
     model(pixel_values=video)
     assert calls.count == 6
+
+
+def test_text_feature_cache_dies_with_fused_optimizer_steps():
+    """Fused AdamW (Trainer's default optimizer) updates weights without bumping their version counters: an
+    evaluation after training steps must still see the new text tower."""
+    model = classifier().eval()
+    video, labels = random_video(2), torch.tensor([0, 1])
+    with torch.no_grad():
+        model(pixel_values=video)  # caches the bank's features
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, fused=True)
+    model.train()
+    model(pixel_values=video, labels=labels).loss.backward()
+    optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        cached = model(pixel_values=video).logits
+        model._text_feature_cache = None
+        fresh = model(pixel_values=video).logits
+    torch.testing.assert_close(cached, fresh)
 
 
 def test_trainer_contract():

@@ -489,8 +489,10 @@ class ClaverForVideoClassification(ClaverPreTrainedModel):
     - Evaluation: class probabilities (softmax over classes) of every view, averaged over the views. A class
       lacking view `v` takes, in view `v`, the mean of its logits over the views it has (no prompt is
       duplicated). The text features are cached while the model is in eval mode and gradients are off; the
-      cache is keyed on the text tower's weights (storage and in-place version) and the bank, so training steps,
-      `load_state_dict`, device moves and `set_text_bank` invalidate it.
+      cache is keyed on the text tower's weights (storage and in-place version) and the bank, so
+      `load_state_dict`, device moves and `set_text_bank` invalidate it, and it is dropped whenever the model
+      enters training mode with a trainable text tower (fused optimizers update weights without bumping their
+      version counters).
     """
 
     main_input_name = "pixel_values"
@@ -586,6 +588,13 @@ class ClaverForVideoClassification(ClaverPreTrainedModel):
 
     def _encode_bank(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.claver.encode_texts(input_ids, attention_mask, self.text_encoding_batch_size)
+
+    def train(self, mode: bool = True) -> "ClaverForVideoClassification":
+        # Fused AdamW (Trainer's default) updates parameters in place without bumping `_version`: the cache key
+        # cannot see its steps, so features cached for an evaluation die when training resumes.
+        if mode and not self.text_encoder_frozen:
+            self._text_feature_cache = None
+        return super().train(mode)
 
     def _text_cache_key(self) -> tuple:
         params = [*self.claver.text_model.parameters(), self.claver.text_projection.weight]
