@@ -62,6 +62,27 @@ def test_dataloader_with_workers(folder, processor):
     assert torch.cat([b["labels"] for b in batches]).tolist() == [0, 0, 1, 1, 2, 2]
 
 
+def test_training_items_are_seeded_by_seed_epoch_and_index(folder, processor):
+    """A training item depends on (seed, epoch, index) only: not on worker processes, loading order or the
+    caller's random state, which loading leaves untouched."""
+    dataset = VideoFolderDataset(folder, processor, training=True, seed=5)
+    state = torch.random.get_rng_state()
+    first = [dataset[i]["pixel_values"] for i in range(len(dataset))]
+    assert torch.equal(torch.random.get_rng_state(), state)
+    torch.manual_seed(123)
+    assert torch.equal(dataset[3]["pixel_values"], first[3])
+    loader = DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=collate_video_batch)
+    assert torch.equal(torch.cat([b["pixel_values"] for b in loader]), torch.stack(first))
+
+    dataset.set_epoch(1)
+    assert not torch.equal(dataset[3]["pixel_values"], first[3])  # another epoch, other frames and crops
+    dataset.set_epoch(0)
+    dataset.seed = 6
+    assert not torch.equal(dataset[3]["pixel_values"], first[3])
+    evaluation = VideoFolderDataset(folder, processor)
+    assert torch.equal(evaluation[3]["pixel_values"], evaluation[3]["pixel_values"])
+
+
 def test_multi_view_items(folder, processor):
     dataset = VideoFolderDataset(folder, processor, processor_kwargs={"num_clips": 2, "num_crops": 3})
     assert dataset[0]["pixel_values"].shape == (6, 4, 3, 32, 32)

@@ -14,6 +14,10 @@ and the cause); `"skip"` probes every video when the dataset is built, drops the
 paths and keeps them in `dataset.skipped` (path -> reason). Nothing is ever replaced by a blank clip. A video
 that probes fine but fails later while decoding is skipped too: the item comes back as `None`, the failure is
 logged with its path (from the worker process that met it), and `collate_video_batch` drops it from its batch.
+
+Training items are random (TSN frames, augmentation) but reproducible: item `index` of epoch `epoch` draws from
+torch's generator seeded with `(seed, epoch, index)` (`dataset.seed`, `dataset.set_epoch`), so a clip does not
+depend on the number of worker processes, on the loading order, or on whether the run was resumed.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
@@ -50,6 +55,7 @@ class VideoClassificationDataset(Dataset):
         on_error: `"raise"` or `"skip"` unreadable videos (see the module docstring).
         processor_kwargs: extra keyword arguments for every processor call (e.g. `num_clips=4, num_crops=3`).
         num_probe_threads: threads that probe the videos when `on_error="skip"`.
+        seed: with the epoch (`set_epoch`) and the index, seeds the randomness of each training item.
     """
 
     def __init__(
@@ -62,6 +68,7 @@ class VideoClassificationDataset(Dataset):
         on_error: OnError = "raise",
         processor_kwargs: dict[str, Any] | None = None,
         num_probe_threads: int = 8,
+        seed: int = 0,
     ):
         if on_error not in ("raise", "skip"):
             raise ValueError(f"`on_error` must be 'raise' or 'skip', got {on_error!r}.")
@@ -74,6 +81,8 @@ class VideoClassificationDataset(Dataset):
         self.training = training
         self.on_error = on_error
         self.processor_kwargs = dict(processor_kwargs or {})
+        self.seed = seed
+        self.epoch = 0
         self.skipped: dict[str, str] = {}
         # A sample's source is a path, or for `HFVideoDataset` a row number.
         self.samples = [
@@ -115,6 +124,22 @@ class VideoClassificationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the training items of epoch `epoch` (called by the trainer before each epoch's workers start)."""
+        self.epoch = int(epoch)
+
+    @contextmanager
+    def _item_randomness(self, index: int) -> Iterator[None]:
+        """Within the context, torch's global generator is seeded with `(seed, epoch, index)` (training only);
+        its previous state is restored afterwards, so loading an item consumes none of the caller's randomness."""
+        if not self.training:
+            yield
+            return
+        item_seed = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1, np.uint64)[0]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(item_seed))
+            yield
+
     def _describe(self, index: int) -> str:
         """How item `index` is named in messages and in `skipped`."""
         return self.samples[index][0]
@@ -127,7 +152,7 @@ class VideoClassificationDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         label = self.samples[index][1]
         try:
-            with self._local_video(index) as path:
+            with self._local_video(index) as path, self._item_randomness(index):
                 outputs = self.processor(
                     path, training=self.training, return_tensors="pt", **self.processor_kwargs
                 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,10 @@ class VideoClassificationCollator:
     With `mixup_alpha` or `cutmix_alpha` > 0 it mixes each training batch with one of the two, chosen at
     random (`switch_prob` = probability of CutMix when both are on), the same mixing for every frame of a clip,
     and turns the labels into soft targets `(B, num_classes)`. Items skipped as unreadable are dropped.
+
+    The mixing draws from torch's generator seeded with a checksum of the batch (its labels and a corner of its
+    pixels) and restores the caller's random state: a batch is mixed the same way whenever it is loaded, also
+    when a resumed run loads again a batch that the interrupted one had prefetched.
     """
 
     num_classes: int
@@ -39,6 +44,13 @@ class VideoClassificationCollator:
     def __call__(self, items: list[dict[str, Any] | None]) -> dict[str, torch.Tensor]:
         batch = collate_video_batch(items)
         if self._mix is not None and batch["pixel_values"].ndim == 5:
-            videos, labels = self._mix(tv_tensors.Video(batch["pixel_values"]), batch["labels"])
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(_checksum(batch))
+                videos, labels = self._mix(tv_tensors.Video(batch["pixel_values"]), batch["labels"])
             batch["pixel_values"], batch["labels"] = videos.as_subclass(torch.Tensor), labels
         return batch
+
+
+def _checksum(batch: dict[str, torch.Tensor]) -> int:
+    corner = batch["pixel_values"][..., :4, :4].contiguous()
+    return zlib.crc32(corner.numpy().tobytes() + batch["labels"].numpy().tobytes())

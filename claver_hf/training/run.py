@@ -92,6 +92,14 @@ class DataTrainingArguments:
     flip_prob: float = field(
         default=0.5, metadata={"help": "Horizontal flip probability (0 for direction-sensitive classes)."}
     )
+    train_scales: list[float] = field(
+        default_factory=lambda: [1.0, 0.875, 0.75, 0.66],
+        metadata={
+            "help": "Multi-scale crop: crop sides as fractions of the short side ([1.0]: fixed-size crops)."
+        },
+    )
+    color_jitter_prob: float = field(default=0.8, metadata={"help": "Colour-jitter probability."})
+    grayscale_prob: float = field(default=0.2, metadata={"help": "Grayscale probability."})
     test_num_clips: int = field(default=1, metadata={"help": "Temporal views of the final test (paper: 4)."})
     test_num_crops: int = field(default=1, metadata={"help": "Spatial views of the final test (paper: 3)."})
     mixup_alpha: float = field(default=0.8, metadata={"help": "MixUp alpha (0 disables)."})
@@ -221,6 +229,11 @@ def prepare_run(
     set_seed(training_args.seed)  # before the model is built: a fresh model's weights depend on it
     if data.num_frames < 1:
         raise ValueError(f"--num_frames must be >= 1, got {data.num_frames}.")
+    if not data.train_scales or not all(0 < scale <= 1 for scale in data.train_scales):
+        raise ValueError(f"--train_scales must be fractions in (0, 1], got {data.train_scales}.")
+    for name in ("flip_prob", "color_jitter_prob", "grayscale_prob"):
+        if not 0 <= getattr(data, name) <= 1:
+            raise ValueError(f"--{name} must be a probability in [0, 1], got {getattr(data, name)}.")
     if data.on_error not in ("raise", "skip"):
         raise ValueError(f"--on_error must be 'raise' or 'skip', got {data.on_error!r}.")
     video_processor = ClaverVideoProcessor(
@@ -229,8 +242,13 @@ def prepare_run(
         crop_size={"height": data.image_size, "width": data.image_size},
         train_short_side=data.train_short_side or round(data.image_size * 256 / 224),
         flip_prob=data.flip_prob,
+        train_scales=tuple(data.train_scales),
+        color_jitter_prob=data.color_jitter_prob,
+        grayscale_prob=data.grayscale_prob,
     )
     datasets = _split_datasets(data, video_processor)
+    if "train" in datasets:
+        datasets["train"].seed = training_args.seed
     if training_args.do_train and "train" not in datasets:
         raise ValueError("--do_train needs a 'train' split in the dataset.")
     if not datasets:

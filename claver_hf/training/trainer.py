@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from .optim import claver_parameter_groups
 
@@ -33,13 +34,34 @@ class ClaverTrainingArguments(TrainingArguments):
     )
 
 
+class DatasetEpochCallback(TrainerCallback):
+    """Calls `dataset.set_epoch(epoch)` when an epoch begins, before its data-loader workers start (accelerate
+    forwards `set_epoch` to a dataset only when the sampler has none)."""
+
+    def __init__(self, dataset: Any):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # `state.epoch` is fractional when a run resumes inside an epoch.
+        self.dataset.set_epoch(math.floor(state.epoch + 1e-6))
+
+
 class ClaverTrainer(Trainer):
-    """A `Trainer` that builds CLAVER's parameter groups and batches evaluation data with `eval_data_collator`
-    (no MixUp / CutMix at evaluation) when one is given."""
+    """A `Trainer` that builds CLAVER's parameter groups, batches evaluation data with `eval_data_collator`
+    (no MixUp / CutMix at evaluation) when one is given, and tells a training dataset with `set_epoch` (one
+    seeding its items by epoch and index) which epoch it serves."""
 
     def __init__(self, *args: Any, eval_data_collator: Callable | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.eval_data_collator = eval_data_collator
+        if hasattr(self.train_dataset, "set_epoch"):
+            if self.args.dataloader_persistent_workers and self.args.dataloader_num_workers > 0:
+                raise ValueError(
+                    "--dataloader_persistent_workers keeps each worker's copy of the training dataset, which then "
+                    "never learns the epoch: every epoch would repeat the same random frames and augmentation. "
+                    "Leave persistent workers off."
+                )
+            self.add_callback(DatasetEpochCallback(self.train_dataset))
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         if self.optimizer is None:
