@@ -422,17 +422,17 @@ def _add_demo(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
     parser.add_argument("--output-dir", default="outputs/demo", help="where everything is written")
     parser.add_argument("--kronecker-mask", default="kmta", help="kmta, kmcta, joint, divided, ...")
     parser.add_argument("--mean-pooling", action="store_true", help="baseline without KMT blocks")
-    parser.add_argument("--epochs", type=float, default=20, help="training epochs")
+    parser.add_argument("--epochs", type=float, default=None, help="training epochs (default: the demo's)")
     parser.add_argument("--seed", type=int, default=0, help="dataset and training seed")
     parser.set_defaults(handler=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import DEMO_EPOCHS, run_demo
 
     results = run_demo(
         args.output_dir, kronecker_mask=args.kronecker_mask, mean_pooling=args.mean_pooling,
-        epochs=args.epochs, seed=args.seed,
+        epochs=DEMO_EPOCHS if args.epochs is None else args.epochs, seed=args.seed,
     )  # fmt: skip
     test = results["test"]
     print(
@@ -440,5 +440,6 @@ def _demo(args: argparse.Namespace) -> int:
     )
     for pair, accuracy in results["reversed_pair_accuracy"].items():
         print(f"  {pair:<45} {accuracy:.3f}")
+    print(f"direction within the right pair: {results['direction_accuracy']:.3f} (0.5 = chance)")
     print(f"model, processor, model card and figures: {Path(args.output_dir) / 'model'}")
     return 0

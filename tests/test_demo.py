@@ -3,7 +3,7 @@ import json
 import numpy as np
 
 from claver_hf.cli import main
-from claver_hf.demo import reversed_pair_accuracy, run_demo
+from claver_hf.demo import direction_accuracy, reversed_pair_accuracy, run_demo
 
 
 def test_reversed_pair_accuracy():
@@ -14,6 +14,8 @@ def test_reversed_pair_accuracy():
     assert accuracy["moving left / moving right"] == 7 / 8
     assert accuracy["moving up / moving down"] == 0.0
     assert len(accuracy) == 5
+    # Within their own pair: pair 0 has 7 of 8 right, pair 1 none of 10.
+    assert direction_accuracy(confusion) == 7 / 18
 
 
 def test_demo_runs_end_to_end_at_tiny_scale(tmp_path):
@@ -28,6 +30,7 @@ def test_demo_runs_end_to_end_at_tiny_scale(tmp_path):
     ):
         assert (model_dir / name).exists(), name
     assert results["test"]["views"] == "1x1" and len(results["reversed_pair_accuracy"]) == 5
+    assert 0 <= results["direction_accuracy"] <= 1
     assert json.loads((model_dir / "results.json").read_text())["reversed_pair_accuracy"]
     assert len(list((tmp_path / "data" / "train").rglob("*.mp4"))) == 20
 
