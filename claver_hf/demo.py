@@ -5,8 +5,9 @@ tokenizer are built from scratch. The output folder receives the model (safetens
 bank, a model card, `results.json`, a training-curve PNG and a confusion-matrix PNG.
 
 The synthetic classes come in pairs that differ only in the order of their frames (moving left / right,
-growing / shrinking, ...), so `reversed_pair_accuracy` in the results measures how well a model tells time
-direction apart; a model that pools frames without temporal modelling (`mean_pooling=True`) cannot.
+growing / shrinking, ...), so `reversed_pair_accuracy` (per pair) and `direction_accuracy` (within the right
+pair) in the results measure how well a model tells time direction apart; a model that pools frames without
+temporal modelling (`mean_pooling=True`) cannot.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ DEMO_MODEL_CONFIG: dict[str, Any] = {
 }
 
 
-# Clips per class (train, validation, test) and epochs: about 7.5 minutes end to end on two CPU cores
+# Clips per class (train, validation, test) and epochs: about 8 minutes end to end on two CPU cores
 # (measured: README).
 DEMO_CLIPS_PER_CLASS: tuple[int, int, int] = (200, 20, 40)
 DEMO_EPOCHS: float = 16
