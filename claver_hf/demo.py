@@ -22,8 +22,9 @@ from .data.synthetic import SYNTHETIC_CLASSES, write_synthetic_dataset
 from .training import ClaverTrainingArguments, DataTrainingArguments, ModelArguments, run
 
 # A small model that trains in minutes on two CPU cores: 32x32 frames in 8x8 patches, 8 frames. From scratch,
-# the temporal embedding starts at unit scale, the size of the layer-normalised tokens it is added to (CLIP's
-# 0.02 suits fine-tuning, where the KMT blocks learn on top of trained features).
+# the temporal and spatial position embeddings start at unit scale (CLIP's 0.02 suits fine-tuning, where the
+# layers start from trained features): with small ones the model learnt frame order and positions more slowly
+# on this dataset (README).
 DEMO_MODEL_CONFIG: dict[str, Any] = {
     "vision_config": {
         "hidden_size": 96,
@@ -33,6 +34,7 @@ DEMO_MODEL_CONFIG: dict[str, Any] = {
         "patch_size": 8,
         "kmt_num_hidden_layers": 2,
         "temporal_initializer_range": 1.0,
+        "position_initializer_range": 1.0,
     },
     "text_config": {
         "hidden_size": 64,

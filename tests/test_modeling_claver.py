@@ -251,11 +251,15 @@ def test_fresh_model_initialisation():
         assert param.abs().max() < 10, name
 
 
-def test_temporal_embedding_initialisation_scale():
+def test_embedding_initialisation_scales():
     default = ClaverVisionModel(tiny_claver_config().vision_config)
     assert 0.01 < default.temporal_embedding.embedding.std() < 0.03
-    model = ClaverVisionModel(tiny_claver_config(temporal_initializer_range=1.0).vision_config)
+    assert 0.01 < default.embeddings.position_embedding.weight.std() < 0.03  # CLIP's initializer_range
+    vision = tiny_claver_config(temporal_initializer_range=1.0, position_initializer_range=1.0).vision_config
+    model = ClaverVisionModel(vision)
     assert 0.6 < model.temporal_embedding.embedding.std() < 1.3  # truncated at two standard deviations
+    assert 0.7 < model.embeddings.position_embedding.weight.std() < 1.3
+    assert 0.01 < model.embeddings.patch_embedding.weight.std() < 0.03  # still CLIP's initializer_range
 
 
 # ---------------------------------------------------------------- save / load

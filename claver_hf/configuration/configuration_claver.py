@@ -31,6 +31,9 @@ class ClaverVisionConfig(CLIPVisionConfig):
             Whether a learned per-frame embedding is added before the KMT blocks.
         temporal_initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the truncated normal that initialises the temporal embedding.
+        position_initializer_range (`float`, *optional*):
+            Standard deviation of the normal that initialises the spatial position embedding. Unset: CLIP's
+            `initializer_range`, which also sets the patch embedding's. Matters only when training from scratch.
 
     Example:
 
@@ -49,6 +52,7 @@ class ClaverVisionConfig(CLIPVisionConfig):
     kronecker_mask: str = "kmta"
     use_temporal_embedding: bool = True
     temporal_initializer_range: float = 0.02
+    position_initializer_range: float | None = None
 
     def __post_init__(self, **kwargs):
         if self.kmt_num_hidden_layers is None:

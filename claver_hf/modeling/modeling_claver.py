@@ -184,6 +184,10 @@ class ClaverPreTrainedModel(CLIPPreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, ClaverTemporalEmbedding):
             init.trunc_normal_(module.embedding, std=module.config.temporal_initializer_range)
+        elif (
+            isinstance(module, CLIPVisionEmbeddings) and module.config.position_initializer_range is not None
+        ):
+            init.normal_(module.position_embedding.weight, std=module.config.position_initializer_range)
         elif isinstance(module, ClaverModel):
             init.normal_(
                 module.text_projection.weight,
