@@ -109,29 +109,18 @@ def test_check_errors_on_an_unusable_bank(tmp_path, capsys):
     assert "not valid JSON" in capsys.readouterr().err
 
 
+def generate(labels: str, endpoint: str, output: Path, *options: str) -> int:
+    """`claver-hf prompts generate` against an endpoint, without a progress bar."""
+    command = ["prompts", "generate", "--labels", labels, "--endpoint", endpoint, "--output", str(output)]
+    return main([*command, *options, "--no-progress"])
+
+
 def test_generate_with_an_endpoint(tmp_path, labels_csv, capsys):
     output = tmp_path / "out" / "bank.json"
     output.parent.mkdir()
     with serve_completions(counting_responder()) as server:
-        status = main(
-            [
-                "prompts",
-                "generate",
-                "--labels",
-                labels_csv,
-                "--endpoint",
-                server.url,
-                "--endpoint-model",
-                "base-lm",
-                "--output",
-                str(output),
-                "--samples",
-                "2",
-                "--clip-bpe",
-                str(CLIP_BPE),
-                "--no-progress",
-            ]
-        )
+        status = generate(labels_csv, server.url, output, "--endpoint-model", "base-lm", "--samples", "2",
+                          "--clip-bpe", str(CLIP_BPE))  # fmt: skip
     assert status == 0
     assert str(output) in capsys.readouterr().out
     assert {payload["model"] for _, _, payload in server.requests} == {"base-lm"}
@@ -145,19 +134,7 @@ def test_generate_with_an_endpoint(tmp_path, labels_csv, capsys):
 
 def test_generate_reports_a_failing_endpoint(tmp_path, labels_csv, capsys):
     with serve_completions(lambda payload: (401, "invalid api key")) as server:
-        status = main(
-            [
-                "prompts",
-                "generate",
-                "--labels",
-                labels_csv,
-                "--endpoint",
-                server.url,
-                "--output",
-                str(tmp_path / "bank.json"),
-                "--no-progress",
-            ]
-        )
+        status = generate(labels_csv, server.url, tmp_path / "bank.json")
     assert status == 2
     err = capsys.readouterr().err
     assert err.startswith("claver-hf: error: HTTP 401 from http://127.0.0.1:") and "invalid api key" in err
