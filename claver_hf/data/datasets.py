@@ -137,7 +137,9 @@ class VideoClassificationDataset(Dataset):
             return
         item_seed = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1, np.uint64)[0]
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(item_seed))
+            # Only the CPU generator: `torch.manual_seed` would also queue seeds for accelerators, which
+            # costs more than the rest of this context (it records a stack trace).
+            torch.default_generator.manual_seed(int(item_seed))
             yield
 
     def _describe(self, index: int) -> str:

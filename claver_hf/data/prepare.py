@@ -300,6 +300,7 @@ def _convert(source: Path, target: Path, options: dict[str, int]) -> str | None:
 def _upright_frames(source: Path, width: int, height: int) -> Iterator[np.ndarray]:
     """Every frame of `source` as an upright ``(height, width, 3)`` uint8 RGB array, in display order."""
     path = str(source)
+    reformatter = VideoReformatter()
     with _opened(path) as container:
         stream = _video_stream(container, path)
         for frame in container.decode(stream):
@@ -307,10 +308,10 @@ def _upright_frames(source: Path, width: int, height: int) -> Iterator[np.ndarra
             # matrix, so it is sized in the stored orientation (sides swapped for quarter turns).
             rotation = _orientation(frame)[0]
             stored = (height, width) if rotation % 180 else (width, height)
-            small = frame.reformat(
-                width=stored[0], height=stored[1], format="rgb24", interpolation=_INTERPOLATION
+            small = reformatter.reformat(
+                frame, width=stored[0], height=stored[1], format="rgb24", interpolation=_INTERPOLATION
             )
-            yield _to_rgb(small)
+            yield _to_rgb(small, reformatter)
 
 
 def _check_settings(short_side: int, keyframe_interval: int) -> None:

@@ -35,6 +35,7 @@ from typing import Literal
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 logger = logging.getLogger(__name__)
 
@@ -275,14 +276,15 @@ def read_frames_with_stats(
 class _Decoded:
     """A decoded frame, its index, and its RGB array once converted (converted at most once)."""
 
-    def __init__(self, index: int, frame: av.VideoFrame) -> None:
+    def __init__(self, index: int, frame: av.VideoFrame, reformatter: VideoReformatter) -> None:
         self.index = index
         self.frame = frame
+        self.reformatter = reformatter
         self._rgb: np.ndarray | None = None
 
     def rgb(self) -> np.ndarray:
         if self._rgb is None:
-            self._rgb = _to_rgb(self.frame)
+            self._rgb = _to_rgb(self.frame, self.reformatter)
         return self._rgb
 
 
@@ -309,6 +311,7 @@ class _SparseReader:
         self.decoded = 0
         self.seeks = 0
         self.errors: list[BaseException] = []
+        self.reformatter = VideoReformatter()
         self._open()
         if self.container.format.name in _REORDERED_PTS_FORMATS and self.stream.codec_context.has_b_frames:
             self.count_frames = True
@@ -368,7 +371,7 @@ class _SparseReader:
                 previous = last = None
                 just_sought = False
                 continue
-            current = _Decoded(index, frame)
+            current = _Decoded(index, frame, self.reformatter)
             last = current
             if frame.key_frame:
                 if self.run_last_key is not None and index > self.run_last_key:
@@ -557,9 +560,14 @@ class _SparseReader:
         return (2 * (pts - self.start) * self.num + self.den) // (2 * self.den)
 
 
-def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB of any pixel format, rotated upright per the frame's display matrix."""
-    array = frame.to_ndarray(format="rgb24")
+def _to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB of any pixel format, rotated upright per the frame's display matrix.
+
+    Pass one `reformatter` for all frames of a video: `frame.to_ndarray(format=...)` builds a conversion
+    context for every frame, which costs several times the conversion of a small frame (measured: 400 against
+    76 microseconds for 64x64 H.264 frames).
+    """
+    array = reformatter.reformat(frame, format="rgb24").to_ndarray()
     turns = _quarter_turns(frame.rotation)
     # The display matrix rotation is counter-clockwise, as is np.rot90 for positive k.
     return np.rot90(array, turns) if turns else array
