@@ -80,6 +80,12 @@ def test_forward_classes_move_as_named(seed):
     assert left[-1, 0] < left[0, 0] - 5
     up = _change_centroid(render_clip("moving up", np.random.default_rng(seed)))
     assert up[-1, 1] < up[0, 1] - 5
+    # Rotating: the shape swings along an arc, turning right (y grows downwards) at every step; the chord
+    # is at least a third of the frame.
+    turning = _change_centroid(render_clip("rotating clockwise", np.random.default_rng(seed)))
+    steps = np.diff(turning, axis=0)
+    assert np.all(steps[:-1, 0] * steps[1:, 1] - steps[:-1, 1] * steps[1:, 0] > 0)
+    assert np.linalg.norm(turning[-1] - turning[0]) > 64 / 3
     # Appearing: every frame differs more from the first (the background alone) than the one before.
     appearing = render_clip("appearing", np.random.default_rng(seed)).astype(float)
     distance = np.abs(appearing - appearing[0]).sum((1, 2, 3))
