@@ -58,7 +58,9 @@ def arguments(dataset_dir, output_dir, *extra_model, **overrides):
 
 def test_parameter_groups():
     model = classifier()
-    groups = claver_parameter_groups(model, learning_rate=1e-5, weight_decay=0.001, temporal_lr_multiplier=10)
+    groups = claver_parameter_groups(
+        model, learning_rate=1e-5, weight_decay=0.001, temporal_lr_multiplier=10, text_lr_multiplier=0.1
+    )
     by_id = {id(p): g for g in groups for p in g["params"]}
     named = dict(model.named_parameters())
     assert by_id[id(named["claver.vision_model.temporal_encoder.layers.0.mlp.fc1.weight"])][
@@ -78,7 +80,27 @@ def test_parameter_groups():
     )
     assert by_id[id(named["claver.vision_model.embeddings.position_embedding.weight"])]["weight_decay"] == 0.0
     assert by_id[id(named["claver.logit_scale"])]["weight_decay"] == 0.0
+    assert by_id[id(named["claver.visual_projection.weight"])]["lr"] == pytest.approx(1e-5)
+    text = [name for name in named if name.startswith(("claver.text_model.", "claver.text_projection."))]
+    assert text and all(by_id[id(named[name])]["lr"] == pytest.approx(1e-6) for name in text)
+    assert by_id[id(named["claver.text_projection.weight"])]["weight_decay"] == 0.001
     assert sum(len(g["params"]) for g in groups) == len(named)
+
+
+def test_trainer_optimizer_applies_the_learning_rate_multipliers(tmp_path):
+    model = classifier()
+    arguments = ClaverTrainingArguments(
+        output_dir=str(tmp_path), learning_rate=1e-4, temporal_lr_multiplier=10, text_lr_multiplier=0.5,
+        use_cpu=True, report_to="none",
+    )  # fmt: skip
+    optimizer = ClaverTrainer(model=model, args=arguments).create_optimizer()
+    learning_rates = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    named = dict(model.named_parameters())
+    assert learning_rates[id(named["claver.text_projection.weight"])] == pytest.approx(5e-5)
+    assert learning_rates[id(named["claver.vision_model.temporal_embedding.embedding"])] == pytest.approx(
+        1e-3
+    )
+    assert learning_rates[id(named["claver.visual_projection.weight"])] == pytest.approx(1e-4)
 
 
 def test_collator_mixes_training_batches_only():

@@ -22,6 +22,9 @@ class ClaverTrainingArguments(TrainingArguments):
     temporal_lr_multiplier: float = field(
         default=10.0, metadata={"help": "Learning-rate factor of the KMT blocks and the temporal embedding."}
     )
+    text_lr_multiplier: float = field(
+        default=1.0, metadata={"help": "Learning-rate factor of the text tower and its projection."}
+    )
     adam_beta2: float = field(default=0.98, metadata={"help": "AdamW beta2."})
     adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
     weight_decay: float = field(
@@ -66,9 +69,12 @@ class ClaverTrainer(Trainer):
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         if self.optimizer is None:
             model = self.model if model is None else model
-            multiplier = getattr(self.args, "temporal_lr_multiplier", 1.0)
             groups = claver_parameter_groups(
-                model, self.args.learning_rate, self.args.weight_decay, multiplier
+                model,
+                self.args.learning_rate,
+                self.args.weight_decay,
+                getattr(self.args, "temporal_lr_multiplier", 1.0),
+                getattr(self.args, "text_lr_multiplier", 1.0),
             )
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
