@@ -1,7 +1,10 @@
 import json
+from pathlib import Path
 
 import numpy as np
+import torch
 
+from claver_hf import demo
 from claver_hf.cli import main
 from claver_hf.demo import direction_accuracy, reversed_pair_accuracy, run_demo
 
@@ -33,6 +36,23 @@ def test_demo_runs_end_to_end_at_tiny_scale(tmp_path):
     assert 0 <= results["direction_accuracy"] <= 1
     assert json.loads((model_dir / "results.json").read_text())["reversed_pair_accuracy"]
     assert len(list((tmp_path / "data" / "train").rglob("*.mp4"))) == 20
+
+
+def test_demo_leaves_a_core_to_each_data_worker(tmp_path, monkeypatch):
+    threads_in_training = []
+
+    def fake_run(model_args, data_args, training_args):
+        threads_in_training.append(torch.get_num_threads())
+        Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
+        return {"test": {"confusion_matrix": np.zeros((10, 10), dtype=int).tolist()}}
+
+    monkeypatch.setattr(demo, "run", fake_run)
+    monkeypatch.setattr(demo, "_available_cores", lambda: 4)
+    before = torch.get_num_threads()
+    for workers in (1, 3, 6):
+        run_demo(tmp_path, clips_per_class=(1, 1, 1), num_workers=workers, progress=False)
+    assert threads_in_training == [3, 1, 1]
+    assert torch.get_num_threads() == before
 
 
 def test_classify_command(tmp_path, capsys):
