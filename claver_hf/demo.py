@@ -97,7 +97,7 @@ def demo_arguments(
         learning_rate=1e-3,
         temporal_lr_multiplier=1.0,  # everything starts from scratch here
         # A text tower at the full rate often collapsed every class's text onto one point in the first epochs
-        # (loss stuck at ln 10 for up to 6 epochs); at a tenth, no run stalled (README).
+        # (loss stuck at ln 10 for up to 6 epochs); at a tenth, no run stalled for more than two (README).
         text_lr_multiplier=0.1,
         warmup_steps=0.05,
         weight_decay=0.01,

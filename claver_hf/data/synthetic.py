@@ -170,11 +170,11 @@ def _moving(rng: np.random.Generator, progress: np.ndarray, size: int, axis: int
 
 def _rotating(rng: np.random.Generator, progress: np.ndarray, size: int) -> _Trajectory:
     """Clockwise by 108 to 180 degrees around a pivot near the frame's centre, like a clock hand: the shape
-    points away from the pivot, one radius from it. A shape spinning around its own centre changes
-    only inside the one or two 8-pixel patches it covers at 32 pixels, which a tiny model learnt to read no
-    better than chance; swinging around a pivot, it also sweeps an arc across several patches. Steps are at
-    most 12 degrees from frame to frame in 16 frames, far below the half turn at which a step could look
-    like the opposite direction."""
+    points away from the pivot, one radius from it. A shape spinning around its own centre changes only
+    inside the one or two 8-pixel patches it covers at 32 pixels; swinging around a pivot, it also sweeps an
+    arc across several patches (the demo's tiny model still reads this direction at about chance: README).
+    Steps are at most 12 degrees from frame to frame in 16 frames, far below the half turn at which a step
+    could look like the opposite direction."""
     radius = rng.uniform(0.2, 0.25) * size
     # The shape's unit disc touches the pivot, so the whole swing stays within two radii of it.
     pivot = size / 2 + rng.uniform(-1.0, 1.0, size=2) * (size / 2 - 2 * radius)
