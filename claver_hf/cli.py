@@ -263,10 +263,6 @@ def _prompts_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def _add_convert(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
         "convert",
@@ -443,3 +439,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"direction within the right pair: {results['direction_accuracy']:.3f} (0.5 = chance)")
     print(f"model, processor, model card and figures: {Path(args.output_dir) / 'model'}")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
