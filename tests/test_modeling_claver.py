@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForVideoClassification, CLIPModel
+from transformers.models.clip.modeling_clip import CLIPMLP, CLIPAttention
 
 from claver_hf import ClaverForVideoClassification, ClaverModel, ClaverVisionModel
 
@@ -260,6 +261,37 @@ def test_embedding_initialisation_scales():
     assert 0.6 < model.temporal_embedding.embedding.std() < 1.3  # truncated at two standard deviations
     assert 0.7 < model.embeddings.position_embedding.weight.std() < 1.3
     assert 0.01 < model.embeddings.patch_embedding.weight.std() < 0.03  # still CLIP's initializer_range
+
+
+def _clip_init_stds(module: torch.nn.Module) -> dict[str, float]:
+    """CLIP's init of an attention or MLP block (transformers' `CLIPPreTrainedModel._init_weights`)."""
+    config = module.config
+    width, depth = config.hidden_size, config.num_hidden_layers
+    inner = width**-0.5 * (2 * depth) ** -0.5
+    if isinstance(module, CLIPAttention):
+        return {"q_proj": inner, "k_proj": inner, "v_proj": inner, "out_proj": width**-0.5}
+    return {"fc1": (2 * width) ** -0.5, "fc2": inner}
+
+
+@pytest.mark.parametrize("source", ["config", "clip"])
+def test_encoder_blocks_follow_clips_initialisation(source, clip_folder):
+    """Spatial, KMT and text blocks get CLIP's attention / MLP init, not the generic 0.02 of a Linear:
+    transformers skips modules without parameters of their own when it initialises models defined outside it."""
+    torch.manual_seed(0)
+    if source == "config":
+        model = ClaverModel(tiny_claver_config(hidden_size=64, kmt_num_hidden_layers=2))
+        blocks = model.modules()
+    else:  # loaded CLIP weights stay; only the new KMT blocks are initialised
+        model = ClaverModel.from_clip_pretrained(clip_folder[0])
+        blocks = model.vision_model.temporal_encoder.modules()
+    checked = 0
+    for module in blocks:
+        if isinstance(module, (CLIPAttention, CLIPMLP)):
+            for name, std in _clip_init_stds(module).items():
+                weight = getattr(module, name).weight
+                assert weight.std().item() == pytest.approx(std, rel=0.2), (type(module).__name__, name)
+                checked += 1
+    assert checked >= 6
 
 
 # ---------------------------------------------------------------- save / load

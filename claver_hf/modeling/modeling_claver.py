@@ -180,6 +180,16 @@ class ClaverPreTrainedModel(CLIPPreTrainedModel):
         "temporal_attentions": OutputRecorder(KroneckerMaskAttention, index=1),
     }
 
+    def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False) -> None:
+        # For models defined outside transformers, transformers skips every module that owns no parameter itself,
+        # guarding against custom inits that write tensors in place. CLIP sets its attention and MLP inits on
+        # exactly such modules (`CLIPAttention`, `CLIPMLP`: the weights live in child `nn.Linear`s), so the
+        # vision tower and the KMT blocks kept the generic 0.02 of every Linear, which shrinks their residual
+        # branches several times (the CLS token then barely depends on the frames at initialisation). Every init
+        # here goes through `transformers.initialization`, which leaves loaded tensors alone: the guard is not
+        # needed.
+        super()._initialize_weights(module, is_custom_code=False)
+
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, ClaverTemporalEmbedding):
