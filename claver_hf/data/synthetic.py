@@ -2,9 +2,9 @@
 
 Ten classes in five reversed pairs: moving left / right, moving up / down, rotating clockwise /
 anticlockwise, growing / shrinking, appearing / disappearing. Each clip shows one flat-coloured shape (circle,
-square, triangle, arrow or L; rotations swing an arrow, triangle or L around a pivot like a clock hand) over a
-textured background (smooth noise, stripes or a checkerboard in two muted colours, with fine grain), with
-random shape, colours, size, position, extent and speed of the motion.
+square, triangle, arrow or L; rotations swing an arrow, triangle or L over a pivot below it like a
+metronome's arm) over a textured background (smooth noise, stripes or a checkerboard in two muted colours, with
+fine grain), with random shape, colours, size, position, extent and speed of the motion.
 
 The second class of each pair is the first one played backwards: `render_clip` draws every random choice
 in the same way for both, renders the first class's motion and reverses the frame order for the second. So
@@ -65,7 +65,7 @@ SYNTHETIC_SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
 # Bumped whenever the rendering or encoding changes what a seed produces: a dataset written by another
 # version is not resumed.
-_GENERATOR_VERSION = 3
+_GENERATOR_VERSION = 4
 _SETTINGS_FILE = "settings.json"
 
 # Shapes as unions of convex polygons, in object units: each fits the unit disc around the origin, whose
@@ -169,17 +169,20 @@ def _moving(rng: np.random.Generator, progress: np.ndarray, size: int, axis: int
 
 
 def _rotating(rng: np.random.Generator, progress: np.ndarray, size: int) -> _Trajectory:
-    """Clockwise by 108 to 180 degrees around a pivot near the frame's centre, like a clock hand: the shape
-    points away from the pivot, one radius from it. A shape spinning around its own centre changes only
-    inside the one or two 8-pixel patches it covers at 32 pixels; swinging around a pivot, it also sweeps an
-    arc across several patches (the demo's tiny model still reads this direction at about chance: README).
-    Steps are at most 12 degrees from frame to frame in 16 frames, far below the half turn at which a step
+    """Clockwise by 108 to 162 degrees around a pivot in the middle or lower half of the frame, over the top
+    like a metronome's arm or a wiper: the shape points away from the pivot, one radius from it, and its swing is centred within
+    27 degrees of straight up. Clockwise then carries the shape from left to right, anticlockwise (the same
+    frames backwards) from right to left. Starting at any angle (generator v3), the direction is the sign of a
+    cross product of position and motion, which the demo's tiny model read at chance (README).
+    Steps are at most 11 degrees from frame to frame in 16 frames, far below the half turn at which a step
     could look like the opposite direction."""
     radius = rng.uniform(0.2, 0.25) * size
-    # The shape's unit disc touches the pivot, so the whole swing stays within two radii of it.
-    pivot = size / 2 + rng.uniform(-1.0, 1.0, size=2) * (size / 2 - 2 * radius)
-    start, turn = rng.uniform(0, 2 * np.pi), rng.uniform(0.6 * np.pi, np.pi)
-    angle = start + turn * progress
+    # The shape reaches two radii above the pivot and to either side of it, and at most 1.4 radii below it.
+    pivot_x = size / 2 + rng.uniform(-1.0, 1.0) * (size / 2 - 2 * radius)
+    pivot_y = size - 1.5 * radius - rng.uniform(0.0, 0.1) * size
+    pivot = np.array([pivot_x, pivot_y])
+    middle, turn = -np.pi / 2 + rng.uniform(-0.15, 0.15) * np.pi, rng.uniform(0.6, 0.9) * np.pi
+    angle = middle + turn * (progress - 0.5)
     centre = pivot + radius * np.stack([np.cos(angle), np.sin(angle)], axis=1)
     return _Trajectory(centre, np.full_like(progress, radius), angle, np.ones_like(progress))
 
