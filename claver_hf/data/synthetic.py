@@ -170,12 +170,12 @@ def _moving(rng: np.random.Generator, progress: np.ndarray, size: int, axis: int
 
 def _rotating(rng: np.random.Generator, progress: np.ndarray, size: int) -> _Trajectory:
     """Clockwise by 108 to 162 degrees around a pivot in the middle or lower half of the frame, over the top
-    like a metronome's arm or a wiper: the shape points away from the pivot, one radius from it, and its swing is centred within
-    27 degrees of straight up. Clockwise then carries the shape from left to right, anticlockwise (the same
-    frames backwards) from right to left. Starting at any angle (generator v3), the direction is the sign of a
-    cross product of position and motion, which the demo's tiny model read at chance (README).
-    Steps are at most 11 degrees from frame to frame in 16 frames, far below the half turn at which a step
-    could look like the opposite direction."""
+    like a metronome's arm or a wiper: the shape points away from the pivot, one radius from it, and its swing
+    is centred within 27 degrees of straight up. Clockwise then carries the shape from left to right,
+    anticlockwise (the same frames backwards) from right to left. Starting at any angle (generator v3), the
+    direction is the sign of a cross product of position and motion, which the demo's tiny model read at chance
+    (README). Steps are at most 11 degrees from frame to frame in 16 frames, far below the half turn at which a
+    step could look like the opposite direction."""
     radius = rng.uniform(0.2, 0.25) * size
     # The shape reaches two radii above the pivot and to either side of it, and at most 1.4 radii below it.
     pivot_x = size / 2 + rng.uniform(-1.0, 1.0) * (size / 2 - 2 * radius)
