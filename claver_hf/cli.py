@@ -17,12 +17,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
-
-from .data.datasets import read_class_names
+from .data.datasets import BUNDLED_LABELS, read_class_names
 from .data.prepare import prepare_videos
 from .processing.decoding import VIDEO_EXTENSIONS
-from .processing.tokenization import clip_tokenizer_from_bpe
+from .processing.tokenization import CLIP_TOKENIZER, load_tokenizer
 from .prompts.bank import ALL_FORMS, BUNDLED_BANKS, INTERPRETIVE_FORMS, load_prompt_bank
 from .prompts.check import check_prompt_bank
 from .prompts.generate import (
@@ -35,6 +33,7 @@ from .prompts.generate import (
 )
 
 PROG = "claver-hf"
+LABELS_HELP = f"class names: an id,name CSV or a bundled list ({', '.join(BUNDLED_LABELS)})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -133,30 +132,18 @@ def _add_prompts(commands: argparse._SubParsersAction, common: argparse.Argument
     _add_prompts_generate(prompt_commands, common)
 
 
-def _add_tokenizer_arguments(parser: argparse.ArgumentParser, purpose: str) -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument(
-        "--clip-bpe",
-        metavar="PATH",
-        help=f"CLIP's bpe_simple_vocab_16e6.txt.gz, to build its tokenizer offline and {purpose}",
-    )
-    group.add_argument(
-        "--tokenizer", metavar="NAME_OR_PATH", help=f"a Hugging Face tokenizer to {purpose} instead"
+def _add_tokenizer_argument(parser: argparse.ArgumentParser, purpose: str) -> None:
+    parser.add_argument(
+        "--tokenizer",
+        default=CLIP_TOKENIZER,
+        metavar="NAME_OR_PATH",
+        help=f"tokenizer to {purpose}: a folder or Hub id, or {CLIP_TOKENIZER!r} (default: CLIP's, bundled)",
     )
 
 
-def _tokenizer(args: argparse.Namespace) -> PreTrainedTokenizerBase | None:
-    """The tokenizer named by `_add_tokenizer_arguments`' options, if any."""
-    if args.clip_bpe:
-        return clip_tokenizer_from_bpe(args.clip_bpe)
-    if args.tokenizer:
-        return AutoTokenizer.from_pretrained(args.tokenizer)
-    return None
-
-
-def _labels(path: str) -> list[str]:
-    """Class names of an `id,name` CSV, in id order."""
-    names = read_class_names(path)
+def _labels(name_or_path: str) -> list[str]:
+    """Class names of an `id,name` CSV or a bundled list, in id order."""
+    names = read_class_names(name_or_path)
     return [names[i] for i in sorted(names)]
 
 
@@ -167,14 +154,14 @@ def _add_prompts_check(commands: argparse._SubParsersAction, common: argparse.Ar
         help="check a prompt bank: coverage, counts, duplicates, token lengths",
         description=(
             "Check a prompt bank and print a report: labels without prompts, forms with too few sentences, "
-            "sentences used twice or only repeating the class name, and (given a tokenizer) views longer "
-            "than CLIP's 77 tokens. Exits with status 1 if any check fails."
+            "sentences used twice or only repeating the class name, and views longer than CLIP's 77 tokens. "
+            "Exits with status 1 if any check fails."
         ),
     )
     parser.add_argument(
         "bank", metavar="BANK", help=f"a bundled bank ({', '.join(BUNDLED_BANKS)}) or a bank JSON file"
     )
-    parser.add_argument("--labels", metavar="CSV", help="class names (id,name CSV) the bank must cover")
+    parser.add_argument("--labels", metavar="CSV", help=f"{LABELS_HELP} that the bank must cover")
     parser.add_argument(
         "--min-per-form",
         type=int,
@@ -182,7 +169,7 @@ def _add_prompts_check(commands: argparse._SubParsersAction, common: argparse.Ar
         metavar="N",
         help="fewest sentences per class and form (default: 1)",
     )
-    _add_tokenizer_arguments(parser, "check token lengths")
+    _add_tokenizer_argument(parser, "count tokens with")
     parser.set_defaults(handler=_prompts_check)
 
 
@@ -190,7 +177,7 @@ def _prompts_check(args: argparse.Namespace) -> int:
     report = check_prompt_bank(
         load_prompt_bank(args.bank),
         labels=_labels(args.labels) if args.labels else None,
-        tokenizer=_tokenizer(args),
+        tokenizer=load_tokenizer(args.tokenizer),
         min_per_form=args.min_per_form,
     )
     print(report.format())
@@ -209,7 +196,7 @@ def _add_prompts_generate(commands: argparse._SubParsersAction, common: argparse
             "running the same command again resumes an interrupted run."
         ),
     )
-    parser.add_argument("--labels", metavar="CSV", required=True, help="class names (id,name CSV)")
+    parser.add_argument("--labels", metavar="CSV", required=True, help=LABELS_HELP)
     backend = parser.add_mutually_exclusive_group(required=True)
     backend.add_argument("--model", metavar="NAME_OR_PATH", help="a transformers causal LM to run here")
     backend.add_argument(
@@ -236,7 +223,7 @@ def _add_prompts_generate(commands: argparse._SubParsersAction, common: argparse
         help=f"forms to generate, among {', '.join(ALL_FORMS)}; "
         f"{', '.join(INTERPRETIVE_FORMS)} are required (default: those)",
     )
-    _add_tokenizer_arguments(parser, "cut sentences to 77 tokens")
+    _add_tokenizer_argument(parser, "cut sentences to 77 tokens with")
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     parser.set_defaults(handler=_prompts_generate)
 
@@ -256,7 +243,7 @@ def _prompts_generate(args: argparse.Namespace) -> int:
         dataset=args.dataset or Path(args.labels).stem,
         forms=args.forms,
         samples_per_form=args.samples,
-        tokenizer=_tokenizer(args),
+        tokenizer=load_tokenizer(args.tokenizer),
         progress=not args.no_progress,
     )
     print(f"{len(bank.classes)} classes: {args.output}")
@@ -284,7 +271,7 @@ def _add_convert(commands: argparse._SubParsersAction, common: argparse.Argument
     parser.add_argument(
         "--num-frames", type=int, default=8, help="frames of a new temporal embedding (openai-clip)"
     )
-    parser.add_argument("--labels", metavar="CSV", help="class names (id,name): write a classification model")
+    parser.add_argument("--labels", metavar="CSV", help=f"{LABELS_HELP}: write a classification model")
     parser.add_argument("--head-dim", type=int, default=64, help="attention head width (CLIP: 64)")
     parser.set_defaults(handler=_convert)
 

@@ -1,7 +1,6 @@
 """Tiny CLAVER / CLIP configs built in-process: nothing is downloaded."""
 
 import os
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -68,18 +67,36 @@ def random_video(batch: int = 2, frames: int = NUM_FRAMES, size: int = 32, seed:
     return torch.randn(batch, frames, 3, size, size, generator=generator)
 
 
+@pytest.fixture
+def dataset_dir(tmp_path):
+    """A video-folder dataset of two classes (train 4, validation 2, test 2 videos each), 16 frames of 40x32."""
+    from .videos import write_video
+
+    root = tmp_path / "data"
+    for split, count in (("train", 4), ("validation", 2), ("test", 2)):
+        for name in ("waving", "clapping"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                write_video(root / split / name / f"{i}.mp4", num_frames=16, size=(40, 32))
+    return root
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
 
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-CLIP_BPE = SHARED / "clip" / "bpe_simple_vocab_16e6.txt.gz"
+@pytest.fixture(scope="session")
+def clip_tokenizer():
+    """CLIP's real BPE tokenizer, built offline from the vocabulary bundled with the package (49,408 tokens)."""
+    from claver_hf.processing.tokenization import clip_tokenizer
+
+    return clip_tokenizer()
 
 
 @pytest.fixture(scope="session")
-def clip_tokenizer():
-    """CLIP's real BPE tokenizer, built offline from ../shared/clip (49,408 tokens)."""
-    from claver_hf.processing.tokenization import clip_tokenizer_from_bpe
+def clip_repository(tmp_path_factory):
+    """A miniature `openai/clip-vit-base-patch16` Hub repository (see `tests/hub_repository.py`)."""
+    from .hub_repository import write_clip_repository
 
-    return clip_tokenizer_from_bpe(CLIP_BPE)
+    return write_clip_repository(tmp_path_factory.mktemp("hub") / "clip-vit-base-patch16")

@@ -6,6 +6,7 @@ from torch.utils.data import DataLoader
 
 from claver_hf import ClaverVideoProcessor, VideoDecodingError
 from claver_hf.data.datasets import (
+    BUNDLED_LABELS,
     AnnotationListDataset,
     HFVideoDataset,
     VideoFolderDataset,
@@ -109,11 +110,14 @@ def test_annotation_list_dataset(tmp_path, folder, processor):
         AnnotationListDataset(bad, folder, labels, processor)
 
 
-def test_shared_label_files_parse():
-    from .conftest import SHARED
-
-    assert len(read_class_names(SHARED / "labels" / "kinetics_400_labels.csv")) == 400
-    assert len(read_class_names(SHARED / "labels" / "ucf_101_labels.csv")) == 101
+def test_bundled_label_lists():
+    sizes = {"kinetics400": 400, "kinetics600": 600, "hmdb51": 51, "ucf101": 101, "ssv2": 174}
+    assert sorted(sizes) == sorted(BUNDLED_LABELS)
+    for name, size in sizes.items():
+        assert len(read_class_names(name)) == size, name
+    assert read_class_names("ucf101")[0] == "ApplyEyeMakeup"
+    with pytest.raises(ValueError, match="not a bundled list .*hmdb51.* nor a file"):
+        read_class_names("ucf-101")
 
 
 def test_hf_dataset_with_paths_and_bytes(folder, processor):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_training import TINY, dataset_dir  # noqa: F401  (fixture)
+from .test_training import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "run_video_classification.py"
@@ -32,7 +32,7 @@ def first_loss(output: Path) -> float:
 
 @pytest.mark.skipif(shutil.which("accelerate") is None and not (Path(sys.executable).parent / "accelerate").exists(),
                     reason="accelerate's launcher is not installed")  # fmt: skip
-def test_two_process_cpu_training_matches_one_process(dataset_dir, tmp_path):  # noqa: F811
+def test_two_process_cpu_training_matches_one_process(dataset_dir, tmp_path):
     accelerate = str(Path(sys.executable).parent / "accelerate")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     two = subprocess.run(

@@ -14,8 +14,6 @@ from claver_hf.prompts import (
     load_prompt_bank,
 )
 
-from .conftest import SHARED
-
 
 def small_bank() -> dict:
     return {
@@ -187,11 +185,11 @@ def test_templates_are_the_sixteen_of_the_recipe():
 
 
 LABEL_FILES = {
-    "ucf101": ("ucf_101_labels.csv", 3),
-    "hmdb51": ("hmdb_51_labels.csv", 3),
-    "kinetics400": ("kinetics_400_labels.csv", 1),
-    "kinetics600": ("kinetics_600_labels.csv", 1),
-    "ssv2": ("SSv2_labels.csv", 1),
+    "ucf101": ("ucf101", 3),
+    "hmdb51": ("hmdb51", 3),
+    "kinetics400": ("kinetics400", 1),
+    "kinetics600": ("kinetics600", 1),
+    "ssv2": ("ssv2", 1),
     "synthetic": (None, 3),
 }
 
@@ -202,11 +200,7 @@ def test_bundled_banks_pass_the_check(name, clip_tokenizer):
     from claver_hf.data.synthetic import SYNTHETIC_CLASSES
 
     labels_file, minimum = LABEL_FILES[name]
-    labels = (
-        list(read_class_names(SHARED / "labels" / labels_file).values())
-        if labels_file
-        else list(SYNTHETIC_CLASSES)
-    )
+    labels = list(read_class_names(labels_file).values()) if labels_file else list(SYNTHETIC_CLASSES)
     bank = load_prompt_bank(name)
     report = check_prompt_bank(bank, labels=labels, tokenizer=clip_tokenizer, min_per_form=minimum)
     assert report.ok, report.format()

@@ -12,7 +12,6 @@ from claver_hf.prompts.bank import INTERPRETIVE_FORMS, load_prompt_bank
 from claver_hf.prompts.check import check_prompt_bank
 from claver_hf.prompts.templates import TEMPLATES
 
-from .conftest import CLIP_BPE
 from .test_prompts_generate import counting_responder, serve_completions
 
 
@@ -61,7 +60,7 @@ def labels_csv(tmp_path) -> str:
 
 
 def check(bank: str, labels: str, capsys) -> tuple[int, str]:
-    status = main(["prompts", "check", bank, "--labels", labels, "--clip-bpe", str(CLIP_BPE)])
+    status = main(["prompts", "check", bank, "--labels", labels])
     return status, capsys.readouterr().out
 
 
@@ -72,9 +71,25 @@ def test_check_a_valid_bank(tmp_path, labels_csv, capsys):
     assert "toy: 2 classes" in out and "views fit 77 tokens, 0 do not" in out
 
 
-def test_check_without_tokenizer_notes_it(tmp_path, capsys):
-    assert main(["prompts", "check", write_bank(tmp_path / "bank.json", bank_dict())]) == 0
-    assert "token lengths not checked" in capsys.readouterr().out
+def test_check_counts_clip_tokens_by_default_or_with_the_tokenizer_given(tmp_path, clip_tokenizer, capsys):
+    data = bank_dict()
+    # 77 words: 77 word-level tokens, but with CLIP's start and end tokens 79 > 77.
+    data["classes"]["Surfing"]["body_parts"].append(" ".join(["paddling"] * 77))
+    bank = write_bank(tmp_path / "bank.json", data)
+    assert main(["prompts", "check", bank]) == 1
+    assert "FAIL 'Surfing': 79 tokens > 77" in capsys.readouterr().out
+    clip_tokenizer.save_pretrained(tmp_path / "clip-tokenizer")
+    assert main(["prompts", "check", bank, "--tokenizer", str(tmp_path / "clip-tokenizer")]) == 1
+    assert "FAIL 'Surfing': 79 tokens > 77" in capsys.readouterr().out
+    (tmp_path / "no-tokenizer").mkdir()
+    assert main(["prompts", "check", bank, "--tokenizer", str(tmp_path / "no-tokenizer")]) == 2
+    assert "has no tokenizer" in capsys.readouterr().err
+
+
+def test_check_a_bundled_bank_against_its_bundled_labels(capsys):
+    assert main(["prompts", "check", "hmdb51", "--labels", "hmdb51"]) == 0
+    out = capsys.readouterr().out
+    assert "hmdb51: 51 classes" in out and "0 do not" in out
 
 
 def test_check_reports_a_missing_class(tmp_path, capsys):
@@ -119,8 +134,7 @@ def test_generate_with_an_endpoint(tmp_path, labels_csv, capsys):
     output = tmp_path / "out" / "bank.json"
     output.parent.mkdir()
     with serve_completions(counting_responder()) as server:
-        status = generate(labels_csv, server.url, output, "--endpoint-model", "base-lm", "--samples", "2",
-                          "--clip-bpe", str(CLIP_BPE))  # fmt: skip
+        status = generate(labels_csv, server.url, output, "--endpoint-model", "base-lm", "--samples", "2")
     assert status == 0
     assert str(output) in capsys.readouterr().out
     assert {payload["model"] for _, _, payload in server.requests} == {"base-lm"}

@@ -18,7 +18,6 @@ from claver_hf.training import (
 )
 
 from .test_modeling_claver import classifier
-from .videos import write_video
 
 TINY = json.dumps(
     {
@@ -29,17 +28,6 @@ TINY = json.dumps(
         "projection_dim": 16,
     }
 )  # fmt: skip
-
-
-@pytest.fixture
-def dataset_dir(tmp_path):
-    root = tmp_path / "data"
-    for split, count in (("train", 4), ("validation", 2), ("test", 2)):
-        for name in ("waving", "clapping"):
-            (root / split / name).mkdir(parents=True)
-            for i in range(count):
-                write_video(root / split / name / f"{i}.mp4", num_frames=16, size=(40, 32))
-    return root
 
 
 def arguments(dataset_dir, output_dir, *extra_model, **overrides):

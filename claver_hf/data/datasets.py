@@ -2,7 +2,7 @@
 
 1. `VideoFolderDataset`: a folder of class sub-folders (the UCF-101 / HMDB-51 layout).
 2. `AnnotationListDataset`: an annotation list or CSV of `relative/path label` lines plus a class-name CSV
-   `id,name` (the Kinetics layout, like `shared/labels/*.csv`).
+   `id,name` (the Kinetics layout; the five benchmarks' lists are bundled, see `read_class_names`).
 3. `HFVideoDataset`: a Hugging Face `datasets` dataset with a video column (paths, or `{"path", "bytes"}`
    dicts as `datasets.Video(decode=False)` gives them) and a label column.
 
@@ -23,12 +23,14 @@ depend on the number of worker processes, on the loading order, or on whether th
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -204,15 +206,28 @@ class VideoFolderDataset(VideoClassificationDataset):
         super().__init__(samples, dict(enumerate(classes)), processor, **kwargs)
 
 
-def read_class_names(path: str | os.PathLike) -> dict[int, str]:
-    """Class names from a CSV with an `id,name` header (the format of `shared/labels/*.csv`)."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+# Class-name lists shipped in `claver_hf/data/labels/` (their sources: the README there).
+BUNDLED_LABELS = ("hmdb51", "kinetics400", "kinetics600", "ssv2", "ucf101")
+
+
+def read_class_names(name_or_path: str | os.PathLike) -> dict[int, str]:
+    """Class names by id: a bundled list by name (`BUNDLED_LABELS`), or a CSV file with an `id,name` header."""
+    if str(name_or_path) in BUNDLED_LABELS:
+        text = resources.files("claver_hf.data").joinpath("labels", f"{name_or_path}.csv").read_text("utf-8")
+    elif Path(name_or_path).is_file():
+        text = Path(name_or_path).read_text("utf-8")
+    else:
+        raise ValueError(
+            f"No class-name list {str(name_or_path)!r}: not a bundled list ({', '.join(BUNDLED_LABELS)}) nor a file."
+        )
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
     if not rows or {"id", "name"} - set(rows[0]):
-        raise ValueError(f"Class-name file {path} must be a CSV with columns 'id' and 'name'.")
+        raise ValueError(f"Class-name file {name_or_path} must be a CSV with columns 'id' and 'name'.")
     id2label = {int(row["id"]): row["name"] for row in rows}
     if sorted(id2label) != list(range(len(id2label))):
-        raise ValueError(f"Class ids in {path} must be 0..{len(id2label) - 1} without gaps or repeats.")
+        raise ValueError(
+            f"Class ids in {name_or_path} must be 0..{len(id2label) - 1} without gaps or repeats."
+        )
     return id2label
 
 

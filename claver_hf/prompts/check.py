@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 
 from transformers import PreTrainedTokenizerBase
 
+from ..processing.tokenization import CLIP_CONTEXT_LENGTH, clip_tokenizer
 from .bank import INTERPRETIVE_FORMS, PromptBank, normalize_sentence
-
-CLIP_CONTEXT_LENGTH = 77
 
 
 @dataclass
@@ -43,8 +42,8 @@ def check_prompt_bank(
     """Check `bank` against a label list and CLIP's context.
 
     Fails on: labels without prompts (and classes not in `labels`), fewer than `min_per_form` sentences of a
-    form, views longer than `max_tokens` tokens including start and end tokens (when a `tokenizer` is given),
-    a sentence used twice anywhere in the bank, and sentences that merely repeat the class name.
+    form, views longer than `max_tokens` tokens including start and end tokens (counted with `tokenizer`, CLIP's
+    own by default), a sentence used twice anywhere in the bank, and sentences that merely repeat the class name.
     """
     report = CheckReport()
     if labels is not None:
@@ -78,19 +77,17 @@ def check_prompt_bank(
         )
     report.notes.insert(0, f"{bank.dataset}: {len(bank.classes)} classes, {len(bank.templates)} templates")
 
-    if tokenizer is not None:
-        lengths = Counter()
-        for name in bank.classes:
-            for view in bank.views(name):
-                length = len(tokenizer(view)["input_ids"])
-                lengths[length > max_tokens] += 1
-                if length > max_tokens:
-                    report.problems.append(f"{name!r}: {length} tokens > {max_tokens}: {view[:70]!r}")
-        report.notes.append(
-            f"token lengths: {lengths[False]} views fit {max_tokens} tokens, {lengths[True]} do not"
-        )
-    else:
-        report.notes.append("token lengths not checked (no tokenizer given)")
+    tokenizer = clip_tokenizer() if tokenizer is None else tokenizer
+    lengths = Counter()
+    for name in bank.classes:
+        for view in bank.views(name):
+            length = len(tokenizer(view)["input_ids"])
+            lengths[length > max_tokens] += 1
+            if length > max_tokens:
+                report.problems.append(f"{name!r}: {length} tokens > {max_tokens}: {view[:70]!r}")
+    report.notes.append(
+        f"token lengths: {lengths[False]} views fit {max_tokens} tokens, {lengths[True]} do not"
+    )
     return report
 
 
