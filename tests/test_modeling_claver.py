@@ -19,6 +19,16 @@ from .conftest import (
 LABELS = {0: "waving", 1: "jumping", 2: "clapping"}
 
 
+def clip_text(num_texts: int) -> dict[str, torch.Tensor]:
+    """Texts in CLIP's own vocabulary (start 49406, end 49407, the largest id), padded with the end token."""
+    ids = torch.full((num_texts, 8), 49407)
+    mask = torch.zeros(num_texts, 8, dtype=torch.long)
+    for i in range(num_texts):
+        ids[i, 0], ids[i, 1 : 3 + i] = 49406, torch.arange(320, 322 + i)
+        mask[i, : 4 + i] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
 def classifier(
     num_views: int = 3, view_mask: torch.Tensor | None = None, **config_kwargs
 ) -> ClaverForVideoClassification:
@@ -125,6 +135,34 @@ def test_temporal_embedding_interpolation():
     torch.testing.assert_close(stretched, expected[0])
 
 
+def test_resized_temporal_embedding_equals_running_at_the_new_length():
+    model = ClaverModel(tiny_claver_config()).eval()
+    video = random_video(2, frames=2 * NUM_FRAMES)
+    before = model.get_video_features(video).pooler_output
+    model.vision_model.resize_temporal_embedding(2 * NUM_FRAMES)
+    assert model.vision_model.temporal_embedding.embedding.shape == (1, 2 * NUM_FRAMES, 32)
+    assert model.config.vision_config.num_frames == 2 * NUM_FRAMES
+    torch.testing.assert_close(model.get_video_features(video).pooler_output, before)
+    with pytest.raises(ValueError, match="positive number of frames"):
+        model.vision_model.resize_temporal_embedding(0)
+
+
+def test_resized_position_embeddings_equal_interpolating_them_on_the_fly(tmp_path):
+    model = ClaverModel(tiny_claver_config()).eval()
+    video = random_video(1, size=48)
+    on_the_fly = model.get_video_features(video, interpolate_pos_encoding=True).pooler_output
+    model.vision_model.resize_position_embeddings(48)
+    assert model.config.vision_config.image_size == 48
+    assert model.vision_model.embeddings.position_embedding.weight.shape == (10, 32)
+    torch.testing.assert_close(model.get_video_features(video).pooler_output, on_the_fly)
+    model.save_pretrained(tmp_path)
+    reloaded = ClaverModel.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(reloaded.get_video_features(video).pooler_output, on_the_fly)
+    for size in (40, 8):
+        with pytest.raises(ValueError, match="must be a positive multiple of 16"):
+            model.vision_model.resize_position_embeddings(size)
+
+
 def test_video_model_without_temporal_embedding_is_blind_to_frame_order():
     model = ClaverModel(tiny_claver_config(use_temporal_embedding=False)).eval()
     video, perm = random_video(2), torch.tensor([3, 1, 0, 2])
@@ -225,7 +263,8 @@ def test_loading_a_clip_checkpoint(clip_folder, model_class):
     for key, tensor in clip.state_dict().items():
         assert torch.equal(state[prefix + key], tensor), key  # bit-identical
     new_keys = set(state) - {prefix + k for k in clip.state_dict()}
-    assert set(info["missing_keys"]) == new_keys
+    # The classifier's empty text bank is expected to be missing and is not reported.
+    assert set(info["missing_keys"]) == {k for k in new_keys if not k.startswith("text_bank")}
     assert all("temporal" in k or k.startswith("text_bank") for k in new_keys)
     assert any("temporal_encoder" in k for k in new_keys) and info["unexpected_keys"] == set()
     assert model.config.vision_config.kronecker_mask == "kmcta"
@@ -234,6 +273,31 @@ def test_loading_a_clip_checkpoint(clip_folder, model_class):
         assert torch.isfinite(param).all() and param.abs().max() < 100, name
     embedding = model.get_parameter(prefix + "vision_model.temporal_embedding.embedding")
     assert 0.01 < embedding.std() < 0.03  # trunc-normal(0.02), not uninitialised memory
+
+
+@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
+def test_zero_init_temporal_computes_clips_zero_shot_scores(clip_repository, attn_implementation):
+    """With `zero_init_temporal`, a CLAVER made from CLIP weights scores a video as CLIP scores its frames, averaged
+    over time (mean of the normalised frame embeddings), on the Hub-shaped miniature CLIP."""
+    clip = CLIPModel.from_pretrained(clip_repository, attn_implementation=attn_implementation).eval()
+    model = ClaverModel.from_clip_pretrained(
+        clip_repository, zero_init_temporal=True, attn_implementation=attn_implementation
+    ).eval()
+    for layer in model.vision_model.temporal_encoder.layers:
+        assert not layer.self_attn.out_proj.weight.any() and not layer.mlp.fc2.bias.any()
+    assert not model.vision_model.temporal_embedding.embedding.any()
+    video, text = random_video(2, frames=NUM_FRAMES), clip_text(4)
+    with torch.no_grad():
+        frames = F.normalize(clip.get_image_features(pixel_values=video.flatten(0, 1)).pooler_output, dim=-1)
+        texts = F.normalize(clip.get_text_features(**text).pooler_output, dim=-1)
+        expected = clip.logit_scale.exp() * frames.view(2, NUM_FRAMES, -1).mean(1) @ texts.t()
+        ours = model(pixel_values=video, **text).logits_per_video
+        paper_init = ClaverModel.from_clip_pretrained(
+            clip_repository, attn_implementation=attn_implementation
+        )
+        randomly_started = paper_init.eval()(pixel_values=video, **text).logits_per_video
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
+    assert not torch.allclose(randomly_started, expected, atol=1e-3)
 
 
 def test_plain_from_pretrained_on_a_clip_checkpoint(clip_folder):

@@ -34,6 +34,11 @@ class ClaverVisionConfig(CLIPVisionConfig):
         position_initializer_range (`float`, *optional*):
             Standard deviation of the normal that initialises the spatial position embedding. Unset: CLIP's
             `initializer_range`, which also sets the patch embedding's. Matters only when training from scratch.
+        zero_init_temporal (`bool`, *optional*, defaults to `False`):
+            Initialise the temporal parts at zero instead of randomly (the paper's choice): the temporal embedding
+            and, in every KMT block, the attention output projection and the MLP's output layer (weights and
+            biases). Each KMT block then starts as the identity, so a model made from CLIP weights computes exactly
+            CLIP's zero-shot scores of its frames, averaged over time, before any training. Not in the paper.
 
     Example:
 
@@ -53,6 +58,7 @@ class ClaverVisionConfig(CLIPVisionConfig):
     use_temporal_embedding: bool = True
     temporal_initializer_range: float = 0.02
     position_initializer_range: float | None = None
+    zero_init_temporal: bool = False
 
     def __post_init__(self, **kwargs):
         if self.kmt_num_hidden_layers is None:

@@ -119,6 +119,15 @@ class ClaverVideoClassifierOutput(ModelOutput):
         return tuple(v.to_tuple() if isinstance(v, ModelOutput) else v for v in self.values())
 
 
+def _resample_frames(embedding: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """`(1, T, D)` per-frame embedding -> `(1, num_frames, D)`, linearly interpolated along time."""
+    if embedding.shape[1] == num_frames:
+        return embedding
+    return F.interpolate(
+        embedding.transpose(1, 2), size=num_frames, mode="linear", align_corners=False
+    ).transpose(1, 2)
+
+
 class ClaverTemporalEmbedding(nn.Module):
     """Learned per-frame embedding `(1, num_frames, D)` added to every token of a frame.
 
@@ -133,12 +142,7 @@ class ClaverTemporalEmbedding(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """`frames`: `(B, T, L, D)` -> the same plus the temporal embedding of each frame."""
-        num_frames = frames.shape[1]
-        embedding = self.embedding
-        if num_frames != embedding.shape[1]:
-            embedding = F.interpolate(
-                embedding.transpose(1, 2), size=num_frames, mode="linear", align_corners=False
-            ).transpose(1, 2)
+        embedding = _resample_frames(self.embedding, frames.shape[1])
         return frames + embedding.to(frames.dtype).unsqueeze(2)
 
 
@@ -165,6 +169,10 @@ class ClaverTemporalEncoder(nn.Module):
 class ClaverPreTrainedModel(CLIPPreTrainedModel):
     config: ClaverConfig
     base_model_prefix = "claver"
+    # A classifier's checkpoint carries its text bank, which the other classes have no use for (and a CLIP or
+    # plain CLAVER checkpoint lacks it: the classifier starts with an empty bank).
+    _keys_to_ignore_on_load_unexpected = [r"(^|\.)text_bank_"]
+    _keys_to_ignore_on_load_missing = [r"(^|\.)text_bank_"]
     input_modalities = ("video", "text")
     _no_split_modules = [
         "CLIPTextEmbeddings",
@@ -193,7 +201,16 @@ class ClaverPreTrainedModel(CLIPPreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, ClaverTemporalEmbedding):
-            init.trunc_normal_(module.embedding, std=module.config.temporal_initializer_range)
+            if module.config.zero_init_temporal:
+                init.zeros_(module.embedding)
+            else:
+                init.trunc_normal_(module.embedding, std=module.config.temporal_initializer_range)
+        elif isinstance(module, ClaverTemporalEncoder) and module.config.zero_init_temporal:
+            # The layers (children) were initialised first; zero residual branches make each block the identity.
+            for layer in module.layers:
+                for linear in (layer.self_attn.out_proj, layer.mlp.fc2):
+                    init.zeros_(linear.weight)
+                    init.zeros_(linear.bias)
         elif (
             isinstance(module, CLIPVisionEmbeddings) and module.config.position_initializer_range is not None
         ):
@@ -240,6 +257,45 @@ class ClaverVisionModel(ClaverPreTrainedModel):
 
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.patch_embedding
+
+    @torch.no_grad()
+    def resize_temporal_embedding(self, num_frames: int) -> None:
+        """Store the temporal embedding resampled to `num_frames` frames (linear interpolation along time, the same
+        as the forward pass applies to clips of another length) and make `num_frames` the configured length."""
+        if num_frames < 1:
+            raise ValueError(f"`num_frames` must be a positive number of frames, got {num_frames}.")
+        if self.temporal_embedding is not None:
+            embedding = self.temporal_embedding.embedding
+            self.temporal_embedding.embedding = nn.Parameter(
+                _resample_frames(embedding, num_frames).contiguous(), requires_grad=embedding.requires_grad
+            )
+        self.config.num_frames = num_frames
+
+    @torch.no_grad()
+    def resize_position_embeddings(self, image_size: int) -> None:
+        """Store the spatial position embeddings resampled to frames of `image_size` pixels (bicubic over the patch
+        grid, CLIP's `interpolate_pos_encoding`, which the forward pass applies on the fly with
+        `interpolate_pos_encoding=True`) and make `image_size` the configured size."""
+        embeddings = self.embeddings
+        patch_size = embeddings.patch_size
+        if image_size < patch_size or image_size % patch_size != 0:
+            raise ValueError(
+                f"Frames of {image_size} pixels cannot be used with this model: the position embeddings are resampled "
+                f"to a grid of {patch_size}-pixel patches, so the size must be a positive multiple of {patch_size}."
+            )
+        if image_size == embeddings.image_size:
+            return
+        num_positions = (image_size // patch_size) ** 2 + 1
+        table = embeddings.position_embedding.weight
+        shape_only = torch.empty(1, num_positions, table.shape[1], device="meta")
+        resampled = embeddings.interpolate_pos_encoding(shape_only, image_size, image_size)[0]
+        embeddings.position_embedding = nn.Embedding.from_pretrained(resampled.contiguous(), freeze=False)
+        embeddings.position_embedding.weight.requires_grad_(table.requires_grad)
+        embeddings.position_ids = torch.arange(num_positions, device=table.device).expand((1, -1))
+        embeddings.image_size, embeddings.num_patches, embeddings.num_positions = (
+            image_size, num_positions - 1, num_positions
+        )  # fmt: skip
+        self.config.image_size = image_size
 
     def _check_pixel_values(self, pixel_values: torch.Tensor | None, interpolate_pos_encoding: bool) -> None:
         if pixel_values is None:
