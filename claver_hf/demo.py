@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .data.synthetic import SYNTHETIC_CLASSES, write_synthetic_dataset
+from .processing.tokenization import WORD_LEVEL_TOKENIZER
 from .training import ClaverTrainingArguments, DataTrainingArguments, ModelArguments, run
 
 # A small model that trains in minutes on two CPU cores: 32x32 frames in 8x8 patches, 8 frames. From scratch,
@@ -71,7 +72,11 @@ def demo_arguments(
     config = json.loads(json.dumps(DEMO_MODEL_CONFIG))
     if mean_pooling:
         config["vision_config"].update(kmt_num_hidden_layers=0, use_temporal_embedding=False)
-    model = ModelArguments(config_overrides=json.dumps(config), kronecker_mask=kronecker_mask)
+    model = ModelArguments(
+        config_overrides=json.dumps(config),
+        kronecker_mask=kronecker_mask,
+        tokenizer_name_or_path=WORD_LEVEL_TOKENIZER,  # a from-scratch text tower learns its own small vocabulary
+    )
     data = DataTrainingArguments(
         dataset_dir=str(data_dir),
         prompt_bank="synthetic",

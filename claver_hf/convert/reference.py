@@ -44,6 +44,7 @@ PosixPath('claver-b16-k400')
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import pickle
@@ -59,7 +60,11 @@ import torch
 from ..configuration import ClaverConfig
 from ..modeling import ClaverForVideoClassification, ClaverModel
 from ..modeling.kronecker import KroneckerMaskType
+from ..processing.processing_claver import ClaverProcessor
+from ..processing.tokenization import CLIP_VOCAB_SIZE, clip_tokenizer
+from ..processing.video_processing_claver import ClaverVideoProcessor
 
+logger = logging.getLogger(__name__)
 StateDict = dict[str, torch.Tensor]
 
 # OpenAI CLIP's width per attention head; the reference code builds its KMT blocks the same way.
@@ -352,6 +357,10 @@ def save_converted(
     Tensors in `allow_missing` keep the model's own initialisation (`_init_weights`); every other tensor of the
     [`ClaverModel`] must be in `weights`. With `classification`, a [`ClaverForVideoClassification`] with an
     empty text bank is saved instead. `id2label` (class names) goes to the config.
+
+    A text tower with CLIP's 49,408-token vocabulary was trained on CLIP's tokenizer (OpenAI's models and the
+    reference code use no other): that tokenizer and a matching [`ClaverProcessor`] are saved too, so the folder
+    is complete for fine-tuning and pipelines. Any other vocabulary is left to the caller, with a warning.
     """
     if id2label is not None:
         config.id2label = {int(i): name for i, name in id2label.items()}
@@ -366,6 +375,21 @@ def save_converted(
         )
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir)
+    if config.text_config.vocab_size == CLIP_VOCAB_SIZE:
+        vision = config.vision_config
+        video_processor = ClaverVideoProcessor(
+            num_frames=vision.num_frames,
+            size={"shortest_edge": vision.image_size},
+            crop_size={"height": vision.image_size, "width": vision.image_size},
+        )
+        ClaverProcessor(video_processor=video_processor, tokenizer=clip_tokenizer()).save_pretrained(
+            output_dir
+        )
+    else:
+        logger.warning(
+            f"No tokenizer saved in {output_dir}: the text tower has {config.text_config.vocab_size} tokens, not "
+            f"CLIP's {CLIP_VOCAB_SIZE}. Save the tokenizer it was trained with there before fine-tuning."
+        )
     return output_dir
 
 

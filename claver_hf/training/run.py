@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoConfig, AutoTokenizer, CLIPConfig, set_seed
+import torch
+from huggingface_hub.errors import StrictDataclassError
+from transformers import AutoConfig, AutoImageProcessor, CLIPConfig, PreTrainedTokenizerBase, set_seed
+from transformers.utils import IMAGE_PROCESSOR_NAME, PROCESSOR_NAME, VIDEO_PROCESSOR_NAME, cached_file
 
 from ..configuration.configuration_claver import ClaverConfig
 from ..data.datasets import (
@@ -23,9 +26,16 @@ from ..data.datasets import (
     VideoClassificationDataset,
     VideoFolderDataset,
 )
-from ..modeling.modeling_claver import ClaverForVideoClassification
+from ..modeling.modeling_claver import ClaverForVideoClassification, ClaverModel
 from ..processing.processing_claver import ClaverProcessor
-from ..processing.tokenization import clip_tokenizer_from_bpe, word_level_tokenizer
+from ..processing.tokenization import (
+    CLIP_TOKENIZER,
+    WORD_LEVEL_TOKENIZER,
+    check_tokenizer_fits,
+    has_tokenizer,
+    load_tokenizer,
+    word_level_tokenizer,
+)
 from ..processing.video_processing_claver import ClaverVideoProcessor
 from ..prompts.bank import PromptBank, load_prompt_bank
 from ..prompts.templates import TEMPLATES
@@ -36,6 +46,9 @@ from .trainer import ClaverTrainer, ClaverTrainingArguments
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
+# A fresh model's clip shape when nothing else sets it (CLIP's frame size, the paper's 8 frames).
+DEFAULT_NUM_FRAMES = 8
+DEFAULT_IMAGE_SIZE = 224
 
 
 @dataclass
@@ -43,23 +56,26 @@ class ModelArguments:
     model_name_or_path: str | None = field(
         default=None,
         metadata={
-            "help": "A CLAVER checkpoint, or a CLIP checkpoint to build a new CLAVER from. Unset: a fresh model."
+            "help": "A CLAVER checkpoint to fine-tune further, or a CLIP checkpoint to build a new CLAVER from (its "
+            "weights, tokenizer, frame size and normalisation). Unset: a fresh model (see --config_overrides)."
         },
     )
     config_overrides: str | None = field(
         default=None,
         metadata={
-            "help": "JSON object of ClaverConfig fields for a fresh model or a CLIP start, e.g. "
-            '\'{"vision_config": {"hidden_size": 128}, "text_config": {"num_hidden_layers": 2}}\'.'
+            "help": 'JSON object of ClaverConfig fields, e.g. \'{"vision_config": {"hidden_size": 128}}\': the '
+            "architecture of a fresh model; with a checkpoint, only fields that keep the shapes of its weights "
+            "(kronecker_mask, zero_init_temporal, kmt_num_hidden_layers of a CLIP start, ...); others are refused."
         },
     )
     kronecker_mask: str | None = field(default=None, metadata={"help": "Kronecker mask of the KMT blocks."})
     tokenizer_name_or_path: str | None = field(
-        default=None, metadata={"help": "Tokenizer (default: the model's)."}
-    )
-    clip_bpe_file: str | None = field(
         default=None,
-        metadata={"help": "OpenAI's bpe_simple_vocab_16e6.txt.gz: CLIP's tokenizer built offline."},
+        metadata={
+            "help": f"A tokenizer folder or Hub id, {CLIP_TOKENIZER!r} (CLIP's BPE tokenizer, bundled) or "
+            f"{WORD_LEVEL_TOKENIZER!r} (a word-level tokenizer of the prompt bank's words; fresh models only). "
+            "Default: the checkpoint's own tokenizer; for a fresh model, word-level (with a warning)."
+        },
     )
     freeze_text_encoder: bool = field(
         default=False, metadata={"help": "Freeze the text tower and reuse its cached features at every step."}
@@ -84,11 +100,24 @@ class DataTrainingArguments:
     prompt_bank: str | None = field(
         default=None, metadata={"help": "A bundled prompt bank name or a bank file; unset: templates only."}
     )
-    num_frames: int = field(default=8, metadata={"help": "Frames per clip."})
-    image_size: int = field(
-        default=224, metadata={"help": "Crop size; frames are resized to it (short side)."}
+    num_frames: int | None = field(
+        default=None,
+        metadata={
+            "help": f"Frames per clip. Default: the CLAVER checkpoint's, else {DEFAULT_NUM_FRAMES}; a checkpoint's "
+            "temporal embedding is resampled to another count."
+        },
     )
-    train_short_side: int | None = field(default=None, metadata={"help": "Short side before training crops."})
+    image_size: int | None = field(
+        default=None,
+        metadata={
+            "help": f"Frame size (short side resized to it, then cropped square). Default: the checkpoint's, else "
+            f"{DEFAULT_IMAGE_SIZE}; a checkpoint's position embeddings are resampled to another size (a multiple "
+            "of its patch size)."
+        },
+    )
+    train_short_side: int | None = field(
+        default=None, metadata={"help": "Short side before training crops (default: image_size x 256 / 224)."}
+    )
     flip_prob: float = field(
         default=0.5, metadata={"help": "Horizontal flip probability (0 for direction-sensitive classes)."}
     )
@@ -180,55 +209,57 @@ def _bank_for(labels: list[str], bank_name: str | None) -> PromptBank:
     return load_prompt_bank(bank_name).subset(labels)
 
 
-def _tokenizer(model_args: ModelArguments, bank: PromptBank):
-    if model_args.clip_bpe_file:
-        return clip_tokenizer_from_bpe(model_args.clip_bpe_file)
-    if model_args.tokenizer_name_or_path:
-        return AutoTokenizer.from_pretrained(model_args.tokenizer_name_or_path)
-    texts = [view for name in bank.class_names for view in bank.views(name)]
-    return word_level_tokenizer(texts)
+@dataclass
+class Checkpoint:
+    """The checkpoint a run starts from: its name or path and its config (CLAVER's or CLIP's)."""
+
+    path: str
+    config: ClaverConfig | CLIPConfig
+
+    @classmethod
+    def load(cls, path: str) -> Checkpoint:
+        config = AutoConfig.from_pretrained(path)
+        if not isinstance(config, (ClaverConfig, CLIPConfig)):
+            raise ValueError(
+                f"--model_name_or_path {path} is neither a CLAVER nor a CLIP checkpoint (model type {config.model_type!r})."
+            )
+        return cls(path, config)
+
+    @property
+    def is_claver(self) -> bool:
+        return isinstance(self.config, ClaverConfig)
+
+    def as_claver_config(self) -> ClaverConfig:
+        """The checkpoint's architecture as a CLAVER config (a CLIP one gains the default temporal parts)."""
+        return self.config if self.is_claver else ClaverConfig.from_clip_config(self.config)
 
 
-def _model(
-    model_args: ModelArguments, data: DataTrainingArguments, tokenizer, id2label
-) -> ClaverForVideoClassification:
-    overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
-    vision = {
-        **overrides.pop("vision_config", {}),
-        "num_frames": data.num_frames,
-        "image_size": data.image_size,
-    }
-    if model_args.kronecker_mask:
-        vision["kronecker_mask"] = model_args.kronecker_mask
-    common = {"id2label": id2label, "label_smoothing": data.label_smoothing}
-    path = model_args.model_name_or_path
-    if path is None:
-        text = {
-            **overrides.pop("text_config", {}),
-            "vocab_size": len(tokenizer),
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id,
-        }
-        config = ClaverConfig(vision_config=vision, text_config=text, **overrides, **common)
-        return ClaverForVideoClassification(config)
-    config = AutoConfig.from_pretrained(path)
-    if isinstance(config, ClaverConfig):
-        model = ClaverForVideoClassification.from_pretrained(path)
-        model.config.label_smoothing = data.label_smoothing
-        return model
-    if isinstance(config, CLIPConfig):
-        return ClaverForVideoClassification.from_clip_pretrained(path, **vision, **common)
-    raise ValueError(f"{path} is neither a CLAVER nor a CLIP checkpoint (model type {config.model_type!r}).")
+@dataclass
+class ConfigOverrides:
+    """`--config_overrides` split by sub-config, with `--kronecker_mask` folded in."""
+
+    vision: dict[str, Any]
+    text: dict[str, Any]
+    top: dict[str, Any]
+
+    @classmethod
+    def parse(cls, model_args: ModelArguments) -> ConfigOverrides:
+        overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
+        if not isinstance(overrides, dict):
+            raise ValueError(
+                f"--config_overrides must be a JSON object, got {model_args.config_overrides!r}."
+            )
+        vision = dict(overrides.pop("vision_config", {}))
+        if model_args.kronecker_mask:
+            vision["kronecker_mask"] = model_args.kronecker_mask
+        return cls(vision, dict(overrides.pop("text_config", {})), overrides)
 
 
-def prepare_run(
-    model_args: ModelArguments, data: DataTrainingArguments, training_args: ClaverTrainingArguments
-) -> RunPlan:
-    """Build model, processor and datasets; every argument error is raised here, before training."""
-    set_seed(training_args.seed)  # before the model is built: a fresh model's weights depend on it
-    if data.num_frames < 1:
-        raise ValueError(f"--num_frames must be >= 1, got {data.num_frames}.")
+def _check_data_arguments(data: DataTrainingArguments) -> None:
+    for name in ("num_frames", "image_size"):
+        value = getattr(data, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be >= 1, got {value}.")
     if not data.train_scales or not all(0 < scale <= 1 for scale in data.train_scales):
         raise ValueError(f"--train_scales must be fractions in (0, 1], got {data.train_scales}.")
     for name in ("flip_prob", "color_jitter_prob", "grayscale_prob"):
@@ -236,16 +267,190 @@ def prepare_run(
             raise ValueError(f"--{name} must be a probability in [0, 1], got {getattr(data, name)}.")
     if data.on_error not in ("raise", "skip"):
         raise ValueError(f"--on_error must be 'raise' or 'skip', got {data.on_error!r}.")
-    video_processor = ClaverVideoProcessor(
-        num_frames=data.num_frames,
-        size={"shortest_edge": data.image_size},
-        crop_size={"height": data.image_size, "width": data.image_size},
-        train_short_side=data.train_short_side or round(data.image_size * 256 / 224),
+
+
+def _clip_shape(
+    data: DataTrainingArguments, checkpoint: Checkpoint | None, overrides: ConfigOverrides
+) -> tuple[int, int]:
+    """Frames per clip and frame size: given (as an argument or in `--config_overrides`, not both differently),
+    else the checkpoint's, else the defaults. Removes them from `overrides`: the model is loaded at the
+    checkpoint's shape and resampled to these."""
+    resolved = []
+    for name, default in (("num_frames", DEFAULT_NUM_FRAMES), ("image_size", DEFAULT_IMAGE_SIZE)):
+        given, in_overrides = getattr(data, name), overrides.vision.pop(name, None)
+        if given is not None and in_overrides is not None and given != in_overrides:
+            raise ValueError(
+                f"--{name} {given} and --config_overrides vision_config.{name} {in_overrides} disagree; give one."
+            )
+        value = given if given is not None else in_overrides
+        if value is None and checkpoint is not None:
+            value = getattr(checkpoint.config.vision_config, name, None)  # a CLIP config has no num_frames
+        resolved.append(default if value is None else value)
+    return resolved[0], resolved[1]
+
+
+def _checkpoint_normalisation(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The pixel mean and std of the checkpoint's own processor (CLAVER's video processor, or CLIP's image
+    processor); nothing when it has none (CLIP's values are the default)."""
+    if checkpoint.is_claver:
+        files, load = (PROCESSOR_NAME, VIDEO_PROCESSOR_NAME), ClaverVideoProcessor.from_pretrained
+    else:
+        files, load = (IMAGE_PROCESSOR_NAME, PROCESSOR_NAME), AutoImageProcessor.from_pretrained
+    if not any(cached_file(checkpoint.path, f, _raise_exceptions_for_missing_entries=False) for f in files):
+        return {}
+    processor = load(checkpoint.path)
+    return {"image_mean": list(processor.image_mean), "image_std": list(processor.image_std)}
+
+
+def _video_processor(
+    data: DataTrainingArguments, checkpoint: Checkpoint | None, num_frames: int, image_size: int
+) -> ClaverVideoProcessor:
+    return ClaverVideoProcessor(
+        num_frames=num_frames,
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        train_short_side=data.train_short_side or round(image_size * 256 / 224),
         flip_prob=data.flip_prob,
         train_scales=tuple(data.train_scales),
         color_jitter_prob=data.color_jitter_prob,
         grayscale_prob=data.grayscale_prob,
+        **(_checkpoint_normalisation(checkpoint) if checkpoint else {}),
     )
+
+
+def _tokenizer(
+    model_args: ModelArguments, checkpoint: Checkpoint | None, bank: PromptBank
+) -> PreTrainedTokenizerBase:
+    """The tokenizer the text tower is fed by: the one asked for, else the checkpoint's own; a word-level one only
+    for a fresh model, whose text tower learns its ids from scratch."""
+    name = model_args.tokenizer_name_or_path
+    if name == WORD_LEVEL_TOKENIZER or (name is None and checkpoint is None):
+        if checkpoint is not None:
+            raise ValueError(
+                f"--tokenizer_name_or_path {WORD_LEVEL_TOKENIZER} builds a new vocabulary, for models trained from "
+                f"scratch; the text tower of {checkpoint.path} was trained on its own tokenizer's ids."
+            )
+        if name is None:
+            logger.warning(
+                "A fresh model and no --tokenizer_name_or_path: using a word-level tokenizer built from the prompt "
+                f"bank's words. Pass --tokenizer_name_or_path {WORD_LEVEL_TOKENIZER} to choose it explicitly, or "
+                f"{CLIP_TOKENIZER} for CLIP's BPE tokenizer."
+            )
+        return word_level_tokenizer([view for label in bank.class_names for view in bank.views(label)])
+    if name is not None:
+        return load_tokenizer(name)
+    if not has_tokenizer(checkpoint.path):
+        raise ValueError(
+            f"{checkpoint.path} has no tokenizer, and its text tower must be fed the ids of the tokenizer it was "
+            f"trained with: pass --tokenizer_name_or_path (a folder or Hub id, or {CLIP_TOKENIZER!r} for CLIP's "
+            "BPE tokenizer, bundled with claver-hf, which every OpenAI CLIP model uses)."
+        )
+    return load_tokenizer(checkpoint.path)
+
+
+def _parameter_shapes(config: ClaverConfig) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        model = ClaverModel(config)
+    return {name: tuple(p.shape) for name, p in model.named_parameters()}
+
+
+def _refuse_reshaping(checkpoint: Checkpoint, base: ClaverConfig, config: ClaverConfig) -> None:
+    """Raise when `config` (the checkpoint's with `--config_overrides`) would change or drop a weight of the
+    checkpoint (for a CLIP checkpoint, every weight but CLAVER's temporal ones)."""
+    before, after = _parameter_shapes(base), _parameter_shapes(config)
+    if not checkpoint.is_claver:
+        before = {
+            name: shape for name, shape in before.items() if not name.startswith("vision_model.temporal_")
+        }
+    changed = [
+        f"{name} {shape} -> {after.get(name, 'absent')}"
+        for name, shape in before.items()
+        if after.get(name) != shape
+    ]
+    if changed:
+        raise ValueError(
+            f"--config_overrides would change the shape of {len(changed)} weight(s) of {checkpoint.path}, e.g. "
+            f"{'; '.join(changed[:3])}. With a checkpoint, override only fields that keep its weights (frames and "
+            "frame size have their own arguments)."
+        )
+
+
+def _config(fields: dict[str, Any]) -> ClaverConfig:
+    """`ClaverConfig.from_dict(fields)`, its validation errors as `ValueError`s that name the arguments."""
+    try:
+        return ClaverConfig.from_dict(fields)
+    except StrictDataclassError as error:
+        raise ValueError(f"--config_overrides / --kronecker_mask: {error.__cause__ or error}") from error
+
+
+def _merge(base: ClaverConfig, overrides: ConfigOverrides, **fields: Any) -> ClaverConfig:
+    data = base.to_dict()
+    data["vision_config"] = {**data["vision_config"], **overrides.vision}
+    data["text_config"] = {**data["text_config"], **overrides.text}
+    return _config({**data, **overrides.top, **fields})
+
+
+def _model(
+    checkpoint: Checkpoint | None,
+    overrides: ConfigOverrides,
+    data: DataTrainingArguments,
+    num_frames: int,
+    image_size: int,
+    tokenizer: PreTrainedTokenizerBase,
+    id2label: dict[int, str],
+) -> ClaverForVideoClassification:
+    if checkpoint is None:
+        text = {
+            **overrides.text,
+            "vocab_size": len(tokenizer),
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        }
+        vision = {**overrides.vision, "num_frames": num_frames, "image_size": image_size}
+        return ClaverForVideoClassification(
+            _config({
+                "vision_config": vision, "text_config": text, **overrides.top,
+                "id2label": id2label, "label_smoothing": data.label_smoothing,
+            })
+        )  # fmt: skip
+
+    base = checkpoint.as_claver_config()
+    # A CLAVER classifier's stored text bank keeps the checkpoint's classes until `set_text_bank` replaces it.
+    labels = {} if checkpoint.is_claver else {"id2label": id2label}
+    config = _merge(base, overrides, label_smoothing=data.label_smoothing, **labels)
+    _refuse_reshaping(checkpoint, base, config)
+    trained_mask = base.vision_config.kronecker_mask
+    if checkpoint.is_claver and config.vision_config.kronecker_mask != trained_mask:
+        logger.warning(
+            f"{checkpoint.path} was trained with the {trained_mask} mask; its KMT blocks now run with "
+            f"{config.vision_config.kronecker_mask}."
+        )
+    model = ClaverForVideoClassification.from_pretrained(checkpoint.path, config=config)
+    vision_model = model.claver.vision_model
+    if num_frames != config.vision_config.num_frames:
+        logger.info(
+            f"Temporal embedding resampled from {config.vision_config.num_frames} to {num_frames} frames."
+        )
+        vision_model.resize_temporal_embedding(num_frames)
+    if image_size != config.vision_config.image_size:
+        logger.info(
+            f"Position embeddings resampled from {config.vision_config.image_size} to {image_size} pixels."
+        )
+        vision_model.resize_position_embeddings(image_size)
+    return model
+
+
+def prepare_run(
+    model_args: ModelArguments, data: DataTrainingArguments, training_args: ClaverTrainingArguments
+) -> RunPlan:
+    """Build model, processor and datasets; every argument error is raised here, before training."""
+    set_seed(training_args.seed)  # before the model is built: a fresh model's weights depend on it
+    _check_data_arguments(data)
+    checkpoint = Checkpoint.load(model_args.model_name_or_path) if model_args.model_name_or_path else None
+    overrides = ConfigOverrides.parse(model_args)
+    num_frames, image_size = _clip_shape(data, checkpoint, overrides)
+    video_processor = _video_processor(data, checkpoint, num_frames, image_size)
     datasets = _split_datasets(data, video_processor)
     if "train" in datasets:
         datasets["train"].seed = training_args.seed
@@ -258,9 +463,12 @@ def prepare_run(
     if data.few_shot_k is not None and "train" in datasets:
         _few_shot(datasets["train"], data.few_shot_k, training_args.seed)
 
-    tokenizer = _tokenizer(model_args, bank)
+    tokenizer = _tokenizer(model_args, checkpoint, bank)
     processor = ClaverProcessor(video_processor=video_processor, tokenizer=tokenizer, prompt_bank=bank)
-    model = _model(model_args, data, tokenizer, id2label)
+    model = _model(checkpoint, overrides, data, num_frames, image_size, tokenizer, id2label)
+    check_tokenizer_fits(
+        tokenizer, model.config.text_config, model_args.model_name_or_path or "the new model"
+    )
     model.set_text_bank(**processor.text_bank(), id2label=id2label)
     if model_args.freeze_text_encoder:
         for parameter in [*model.claver.text_model.parameters(), *model.claver.text_projection.parameters()]:
@@ -334,8 +542,9 @@ def _model_card(
                     )
                 )  # fmt: skip
     bank = data.prompt_bank or "templates only"
+    vision = plan.model.config.vision_config
     protocol = (
-        f"{data.num_frames} frames at {data.image_size}x{data.image_size}; test views "
+        f"{vision.num_frames} frames at {vision.image_size}x{vision.image_size}; test views "
         f"{data.test_num_clips} clips x {data.test_num_crops} crops; validation 1 view; prompt bank: {bank}; "
         "class probabilities averaged over the text views."
     )

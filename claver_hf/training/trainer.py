@@ -16,7 +16,12 @@ from .optim import claver_parameter_groups
 @dataclass
 class ClaverTrainingArguments(TrainingArguments):
     """`TrainingArguments` with SPEC §4's defaults: AdamW betas (0.9, 0.98), eps 1e-8, weight decay 0.001,
-    learning rate 1.2e-5 for CLIP weights and 10× for the temporal parts, warm-up then cosine to lr / 100."""
+    learning rate 1.2e-5 for CLIP weights and 10× for the temporal parts, warm-up then cosine to lr / 100.
+
+    On a machine without an accelerator `use_cpu` is implied, so one command line serves GPUs and CPUs alike:
+    `--bf16` then means bf16 autocast on the CPU (transformers refuses it without `--use_cpu`), and processes
+    started by `accelerate launch` form their gloo group (without it each would silently train alone).
+    """
 
     learning_rate: float = field(default=1.2e-5, metadata={"help": "Learning rate of the CLIP weights."})
     temporal_lr_multiplier: float = field(
@@ -35,6 +40,11 @@ class ClaverTrainingArguments(TrainingArguments):
         default_factory=lambda: {"min_lr_rate": 0.01},
         metadata={"help": "Schedule arguments (cosine down to lr/100)."},
     )
+
+    def __post_init__(self):
+        if not self.use_cpu and not torch.accelerator.is_available():
+            self.use_cpu = True
+        super().__post_init__()
 
 
 class DatasetEpochCallback(TrainerCallback):
