@@ -1,0 +1,116 @@
+"""A run resumes only from a complete checkpoint: what a killed run leaves half-written is skipped or refused."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from claver_hf.training import (
+    ClaverTrainer,
+    ClaverTrainingArguments,
+    check_checkpoint,
+    checkpoint_problems,
+    latest_complete_checkpoint,
+)
+
+from .test_modeling_claver import classifier
+
+
+def write_checkpoint(folder: Path, step: int, world_size: int = 1) -> Path:
+    """The files `Trainer` writes into a checkpoint (contents stand-ins, torch files real archives)."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"weights")
+    rng = ["rng_state.pth"] if world_size == 1 else [f"rng_state_{i}.pth" for i in range(world_size)]
+    for name in ["optimizer.pt", "scheduler.pt", *rng]:
+        torch.save({"state": torch.zeros(4)}, folder / name)
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    return folder
+
+
+def test_checkpoint_completeness_rules(tmp_path):
+    complete = write_checkpoint(tmp_path / "checkpoint-4", 4)
+    assert checkpoint_problems(complete) == []
+    assert checkpoint_problems(complete, world_size=2) == [
+        "rng_state_0.pth is missing",
+        "rng_state_1.pth is missing",
+    ]
+
+    for name in ("config.json", "model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth",
+                 "trainer_state.json"):  # fmt: skip
+        folder = write_checkpoint(tmp_path / name / "checkpoint-4", 4)
+        (folder / name).unlink()
+        assert checkpoint_problems(folder) == [f"{name} is missing"], name
+
+    sharded = write_checkpoint(tmp_path / "sharded" / "checkpoint-4", 4)
+    (sharded / "model.safetensors").rename(sharded / "model.safetensors.index.json")
+    assert checkpoint_problems(sharded) == []
+
+    # DeepSpeed and FSDP write weights and optimizer in their own layouts: only the shared files are required.
+    engine = write_checkpoint(tmp_path / "engine" / "checkpoint-4", 4, world_size=2)
+    for name in ("config.json", "model.safetensors", "optimizer.pt", "scheduler.pt"):
+        (engine / name).unlink()
+    assert checkpoint_problems(engine, world_size=2, engine_saves_weights=True) == []
+    (engine / "rng_state_1.pth").write_bytes((engine / "rng_state_1.pth").read_bytes()[:100])
+    assert checkpoint_problems(engine, world_size=2, engine_saves_weights=True) == [
+        "rng_state_1.pth is truncated (not a whole torch.save archive)"
+    ]
+
+    broken = write_checkpoint(tmp_path / "broken" / "checkpoint-4", 4)
+    (broken / "trainer_state.json").write_text('{"global_step": 4, "log_hi')
+    (problem,) = checkpoint_problems(broken)
+    assert problem.startswith("trainer_state.json is unreadable (JSONDecodeError")
+    (broken / "trainer_state.json").write_text(json.dumps({"global_step": 2}))
+    assert checkpoint_problems(broken) == ["trainer_state.json is at step 2, not 4"]
+    renamed = write_checkpoint(tmp_path / "renamed" / "best", 2)  # not checkpoint-N: no step to compare with
+    assert checkpoint_problems(renamed) == []
+
+    jit = write_checkpoint(tmp_path / "jit" / "checkpoint-4", 4)
+    (jit / "checkpoint-is-incomplete.txt").write_text("in progress")
+    assert checkpoint_problems(jit) == [
+        "checkpoint-is-incomplete.txt is present (the just-in-time save did not finish)"
+    ]
+    assert checkpoint_problems(tmp_path / "nowhere") == [f"{tmp_path / 'nowhere'} is not a directory"]
+
+
+def test_latest_complete_checkpoint_skips_incomplete_ones_by_step(tmp_path, caplog):
+    for step in (2, 10, 30):
+        write_checkpoint(tmp_path / f"checkpoint-{step}", step)
+    (tmp_path / "checkpoint-30" / "optimizer.pt").unlink()
+    write_checkpoint(tmp_path / "checkpoint-20", 20)
+    (tmp_path / "checkpoint-20" / "trainer_state.json").unlink()
+    (tmp_path / "checkpoint-x").mkdir()
+    with caplog.at_level("WARNING"):
+        # By step, not by name: "checkpoint-2" sorts after "checkpoint-10" as text.
+        assert latest_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+    skipped = [record.getMessage() for record in caplog.records]
+    assert skipped == [
+        f"Skipping incomplete checkpoint {tmp_path / 'checkpoint-30'}: optimizer.pt is missing.",
+        f"Skipping incomplete checkpoint {tmp_path / 'checkpoint-20'}: trainer_state.json is missing.",
+    ]
+    with pytest.raises(ValueError) as error:
+        check_checkpoint(tmp_path / "checkpoint-30")
+    assert str(error.value) == (
+        f"Cannot resume from {tmp_path / 'checkpoint-30'}: optimizer.pt is missing. "
+        f"The latest complete checkpoint in {tmp_path} is {tmp_path / 'checkpoint-10'}."
+    )
+    assert latest_complete_checkpoint(tmp_path / "empty") is None
+
+
+def test_trainer_refuses_incomplete_checkpoints(tmp_path):
+    arguments = ClaverTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", max_steps=1)
+    trainer = ClaverTrainer(model=classifier(), args=arguments)
+    with pytest.raises(ValueError, match=f"{tmp_path} holds no complete checkpoint-N folder"):
+        trainer.train(resume_from_checkpoint=True)
+    partial = write_checkpoint(tmp_path / "checkpoint-3", 3)
+    (partial / "trainer_state.json").unlink()
+    (partial / "rng_state.pth").unlink()
+    with pytest.raises(ValueError, match=f"{tmp_path} holds no complete checkpoint-N folder"):
+        trainer.train(resume_from_checkpoint="True")  # as the command line passes it
+    with pytest.raises(
+        ValueError,
+        match=f"Cannot resume from {partial}: rng_state.pth is missing; trainer_state.json is missing. "
+        f"{tmp_path} holds no complete checkpoint.",
+    ):
+        trainer.train(resume_from_checkpoint=str(partial))
