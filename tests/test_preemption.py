@@ -1,11 +1,17 @@
-"""A run resumes only from a complete checkpoint: what a killed run leaves half-written is skipped or refused."""
+"""A run resumes only from a complete checkpoint (what a killed run leaves half-written is skipped or refused),
+and every checkpoint is a model folder a pipeline loads on its own."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from transformers import pipeline
 
+from claver_hf import ClaverProcessor
 from claver_hf.training import (
     ClaverTrainer,
     ClaverTrainingArguments,
@@ -15,6 +21,40 @@ from claver_hf.training import (
 )
 
 from .test_modeling_claver import classifier
+from .test_training import TINY, write_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "examples" / "run_video_classification.py"
+
+
+def script_arguments(data: Path, output: Path) -> list[str]:
+    return [
+        "--config_overrides", TINY, "--dataset_dir", str(data), "--num_frames", "4", "--image_size", "32",
+        "--output_dir", str(output), "--do_train", "--do_eval", "--max_steps", "2",
+        "--save_steps", "2", "--logging_steps", "1", "--eval_strategy", "no", "--learning_rate", "1e-3",
+        "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "2", "--seed", "3",
+        "--use_cpu", "--dataloader_num_workers", "0", "--report_to", "none", "--disable_tqdm", "true",
+    ]  # fmt: skip
+
+
+def launch(*command: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, *command], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT
+    )
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("preemption") / "data")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data):
+    output = data.parent / "uninterrupted"
+    done = launch(str(SCRIPT), *script_arguments(data, output))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return output
 
 
 def write_checkpoint(folder: Path, step: int, world_size: int = 1) -> Path:
@@ -114,3 +154,14 @@ def test_trainer_refuses_incomplete_checkpoints(tmp_path):
         f"{tmp_path} holds no complete checkpoint.",
     ):
         trainer.train(resume_from_checkpoint=str(partial))
+
+
+def test_every_checkpoint_is_a_model_folder_a_pipeline_loads(data, uninterrupted):
+    checkpoint = uninterrupted / "checkpoint-2"
+    for name in ("processor_config.json", "tokenizer.json", "prompt_bank.json"):
+        assert (checkpoint / name).is_file(), name
+    assert ClaverProcessor.from_pretrained(checkpoint).prompt_bank.class_names == ["clapping", "waving"]
+    classify = pipeline("video-classification", model=str(checkpoint))
+    predictions = classify(str(data / "test" / "waving" / "0.mp4"))
+    assert sorted(p["label"] for p in predictions) == ["clapping", "waving"]
+    assert sum(p["score"] for p in predictions) == pytest.approx(1.0, abs=1e-4)

@@ -31,15 +31,19 @@ TINY = json.dumps(
 )  # fmt: skip
 
 
-@pytest.fixture
-def dataset_dir(tmp_path):
-    root = tmp_path / "data"
+def write_dataset(root):
+    """A two-class folder-format dataset of tiny videos: 4 / 2 / 2 per class for train / validation / test."""
     for split, count in (("train", 4), ("validation", 2), ("test", 2)):
         for name in ("waving", "clapping"):
             (root / split / name).mkdir(parents=True)
             for i in range(count):
                 write_video(root / split / name / f"{i}.mp4", num_frames=16, size=(40, 32))
     return root
+
+
+@pytest.fixture
+def dataset_dir(tmp_path):
+    return write_dataset(tmp_path / "data")
 
 
 def arguments(dataset_dir, output_dir, *extra_model, **overrides):
