@@ -1,5 +1,5 @@
-"""A run resumes only from a complete checkpoint (what a killed run leaves half-written is skipped or refused),
-and every checkpoint is a model folder a pipeline loads on its own."""
+"""Runs killed with SIGKILL (as preemption kills them) and resumed with `--resume_from_checkpoint True` end exactly
+where an uninterrupted run ends; every checkpoint is a model folder a pipeline loads on its own."""
 
 import json
 import os
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import pipeline
 
 from claver_hf import ClaverProcessor
@@ -25,12 +26,14 @@ from .test_training import TINY, write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "run_video_classification.py"
+PREEMPTED = ROOT / "tests" / "preempted_run.py"
+MAX_STEPS = 8  # 2 epochs of 4 steps; checkpoints at 2, 4, 6, 8
 
 
 def script_arguments(data: Path, output: Path) -> list[str]:
     return [
         "--config_overrides", TINY, "--dataset_dir", str(data), "--num_frames", "4", "--image_size", "32",
-        "--output_dir", str(output), "--do_train", "--do_eval", "--max_steps", "2",
+        "--output_dir", str(output), "--do_train", "--do_eval", "--max_steps", str(MAX_STEPS),
         "--save_steps", "2", "--logging_steps", "1", "--eval_strategy", "no", "--learning_rate", "1e-3",
         "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "2", "--seed", "3",
         "--use_cpu", "--dataloader_num_workers", "0", "--report_to", "none", "--disable_tqdm", "true",
@@ -154,6 +157,63 @@ def test_trainer_refuses_incomplete_checkpoints(tmp_path):
         f"{tmp_path} holds no complete checkpoint.",
     ):
         trainer.train(resume_from_checkpoint=str(partial))
+
+
+def test_killed_runs_resume_to_the_uninterrupted_result(data, uninterrupted):
+    """One output folder, killed four times: between checkpoints, while checkpoint-4 is written (no
+    trainer_state.json yet), with checkpoint-6's trainer_state.json half written, and while the final model is
+    saved. Each restart with `--resume_from_checkpoint True` takes the latest complete checkpoint."""
+    output = data.parent / "preempted"
+    arguments = script_arguments(data, output)
+    resume = ["--resume_from_checkpoint", "True"]
+
+    killed = launch(str(PREEMPTED), "step:3", *arguments)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert sorted(p.name for p in output.iterdir()) == ["checkpoint-2"]
+
+    killed = launch(str(PREEMPTED), "state:4", *arguments, *resume)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert checkpoint_problems(output / "checkpoint-4") == ["trainer_state.json is missing"]
+    with pytest.raises(
+        ValueError, match=f"The latest complete checkpoint in {output} is {output / 'checkpoint-2'}"
+    ):
+        check_checkpoint(output / "checkpoint-4")
+
+    killed = launch(str(PREEMPTED), "half-state:6", *arguments, *resume)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert f"Skipping incomplete checkpoint {output / 'checkpoint-4'}: trainer_state.json is missing" in (
+        killed.stderr
+    )
+    assert checkpoint_problems(output / "checkpoint-4") == []  # rewritten by the resumed run
+    assert checkpoint_problems(output / "checkpoint-6")[0].startswith("trainer_state.json is unreadable")
+
+    killed = launch(str(PREEMPTED), "final", *arguments, *resume)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert f"Skipping incomplete checkpoint {output / 'checkpoint-6'}: trainer_state.json is unreadable" in (
+        killed.stderr
+    )
+    assert (output / "model.safetensors").exists() and not (output / "results.json").exists()
+
+    finished = launch(str(SCRIPT), *arguments, *resume)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "Skipping incomplete checkpoint" not in finished.stderr
+
+    final_states = [json.loads((run / f"checkpoint-{MAX_STEPS}" / "trainer_state.json").read_text())
+                    for run in (output, uninterrupted)]  # fmt: skip
+    assert final_states[0]["global_step"] == final_states[1]["global_step"] == MAX_STEPS
+    # Every step's loss, learning rate and gradient norm, whichever process ran the step.
+    assert final_states[0]["log_history"] == final_states[1]["log_history"]
+    results = [json.loads((run / "results.json").read_text()) for run in (output, uninterrupted)]
+    for result in results:
+        for timing in ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second"):
+            result["validation"].pop(timing)
+    assert results[0]["validation"] == results[1]["validation"]
+    assert results[0]["test"] == results[1]["test"]
+    assert results[0]["train"]["epoch"] == results[1]["train"]["epoch"] == 2
+    weights = [load_file(run / "model.safetensors") for run in (output, uninterrupted)]
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
 
 
 def test_every_checkpoint_is_a_model_folder_a_pipeline_loads(data, uninterrupted):
