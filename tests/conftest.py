@@ -1,6 +1,7 @@
 """Tiny CLAVER / CLIP configs built in-process: nothing is downloaded."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -67,18 +68,22 @@ def random_video(batch: int = 2, frames: int = NUM_FRAMES, size: int = 32, seed:
     return torch.randn(batch, frames, 3, size, size, generator=generator)
 
 
-@pytest.fixture
-def dataset_dir(tmp_path):
-    """A video-folder dataset of two classes (train 4, validation 2, test 2 videos each), 16 frames of 40x32."""
+def write_dataset(root: Path) -> Path:
+    """A two-class folder-format dataset of tiny videos (16 frames of 40x32): 4 / 2 / 2 per class for train /
+    validation / test."""
     from .videos import write_video
 
-    root = tmp_path / "data"
     for split, count in (("train", 4), ("validation", 2), ("test", 2)):
         for name in ("waving", "clapping"):
             (root / split / name).mkdir(parents=True)
             for i in range(count):
                 write_video(root / split / name / f"{i}.mp4", num_frames=16, size=(40, 32))
     return root
+
+
+@pytest.fixture
+def dataset_dir(tmp_path):
+    return write_dataset(tmp_path / "data")
 
 
 @pytest.fixture(autouse=True)

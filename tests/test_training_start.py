@@ -14,6 +14,7 @@ from claver_hf import ClaverForVideoClassification
 from claver_hf.processing.tokenization import clip_tokenizer
 from claver_hf.training import ClaverTrainingArguments, DataTrainingArguments, ModelArguments, prepare_run
 
+from .conftest import write_dataset
 from .test_training import TINY
 
 TOKENIZER_FILES = (
@@ -47,21 +48,12 @@ def claver_checkpoint(clip_repository, tmp_path_factory):
     folder = tmp_path_factory.mktemp("claver")
     plan = prepare_run(
         ModelArguments(model_name_or_path=str(clip_repository)),
-        DataTrainingArguments(dataset_dir=str(write_tiny_dataset(tmp_path_factory.mktemp("data")))),
+        DataTrainingArguments(dataset_dir=str(write_dataset(tmp_path_factory.mktemp("data") / "data"))),
         ClaverTrainingArguments(output_dir=str(folder / "run"), report_to="none"),
     )
     plan.model.save_pretrained(folder)
     plan.processor.save_pretrained(folder)
     return folder
-
-
-def write_tiny_dataset(root):
-    from .videos import write_video
-
-    for name in ("waving", "clapping"):
-        (root / "train" / name).mkdir(parents=True)
-        write_video(root / "train" / name / "0.mp4", num_frames=16, size=(40, 32))
-    return root
 
 
 def test_a_clip_checkpoint_brings_its_tokenizer_frame_size_and_normalisation(

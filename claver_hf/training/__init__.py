@@ -1,6 +1,7 @@
 """What fine-tuning CLAVER needs beyond `Trainer`: parameter groups, batching with MixUp / CutMix, metrics,
-multi-view testing, figures, and the run that ties them together."""
+multi-view testing, figures, resuming from complete checkpoints only, and the run that ties them together."""
 
+from .checkpoints import check_checkpoint, checkpoint_problems, latest_complete_checkpoint
 from .collator import VideoClassificationCollator
 from .metrics import (
     TOP_K_ACCURACY_PATH,
@@ -20,9 +21,12 @@ __all__ = [
     "DataTrainingArguments",
     "ModelArguments",
     "VideoClassificationCollator",
+    "check_checkpoint",
+    "checkpoint_problems",
     "claver_parameter_groups",
     "compute_metrics",
     "confusion_matrix",
+    "latest_complete_checkpoint",
     "load_top_k_accuracy",
     "predict_multiview",
     "prepare_run",

@@ -487,6 +487,7 @@ def run(
     trainer = ClaverTrainer(
         model=plan.model,
         args=training_args,
+        processing_class=plan.processor,  # every checkpoint then holds the processor: a complete model folder
         train_dataset=plan.datasets.get("train"),
         eval_dataset=plan.datasets.get("validation"),
         data_collator=VideoClassificationCollator(num_classes, data.mixup_alpha, data.cutmix_alpha),
@@ -514,7 +515,6 @@ def run(
         if any(skipped.values()):
             logger.warning(f"Unreadable videos skipped per split: {skipped}")
         trainer.save_model(str(output_dir))
-        plan.processor.save_pretrained(output_dir)
         (output_dir / "README.md").write_text(_model_card(plan, model_args, data, results, output_dir))
         plot_training_curves(trainer.state.log_history, output_dir / "training_curve.png")
         (output_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))

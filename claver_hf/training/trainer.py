@@ -9,7 +9,9 @@ from typing import Any
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import TrainOutput
 
+from .checkpoints import check_checkpoint, latest_complete_checkpoint
 from .optim import claver_parameter_groups
 
 
@@ -61,8 +63,9 @@ class DatasetEpochCallback(TrainerCallback):
 
 class ClaverTrainer(Trainer):
     """A `Trainer` that builds CLAVER's parameter groups, batches evaluation data with `eval_data_collator`
-    (no MixUp / CutMix at evaluation) when one is given, and tells a training dataset with `set_epoch` (one
-    seeding its items by epoch and index) which epoch it serves."""
+    (no MixUp / CutMix at evaluation) when one is given, tells a training dataset with `set_epoch` (one
+    seeding its items by epoch and index) which epoch it serves, and resumes only from complete checkpoints
+    (see `claver_hf.training.checkpoints`)."""
 
     def __init__(self, *args: Any, eval_data_collator: Callable | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -75,6 +78,30 @@ class ClaverTrainer(Trainer):
                     "Leave persistent workers off."
                 )
             self.add_callback(DatasetEpochCallback(self.train_dataset))
+
+    def train(
+        self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any
+    ) -> TrainOutput:
+        """`Trainer.train`, resuming from the latest complete checkpoint of `output_dir` for
+        `resume_from_checkpoint=True` (or `"True"`, as the command line gives it), each newer incomplete one
+        skipped with a warning, and refusing an incomplete checkpoint path with an error that names what it lacks.
+        """
+        if isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.lower() == "true":
+            resume_from_checkpoint = True
+        layout = {
+            "world_size": self.args.world_size,
+            "engine_saves_weights": self.is_deepspeed_enabled or self.is_fsdp_enabled,
+        }
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = latest_complete_checkpoint(self.args.output_dir, **layout)
+            if resume_from_checkpoint is None:
+                raise ValueError(
+                    f"--resume_from_checkpoint True: {self.args.output_dir} holds no complete checkpoint-N folder "
+                    "to resume from."
+                )
+        elif isinstance(resume_from_checkpoint, str):
+            check_checkpoint(resume_from_checkpoint, **layout)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         if self.optimizer is None:
