@@ -257,9 +257,9 @@ def _add_convert(commands: argparse._SubParsersAction, common: argparse.Argument
         help="convert a reference CLAVER checkpoint or OpenAI CLIP weights to a transformers folder",
         description=(
             "Convert CHECKPOINT (a .pth/.pt state dict, loaded with weights_only=True) into OUTPUT_DIR "
-            "(config.json + model.safetensors). 'reference': a checkpoint of the reference CLAVER code "
-            "(temporal weights included). 'openai-clip': OpenAI CLIP weights, giving a fresh CLAVER whose "
-            "temporal parts are newly initialised."
+            "(config.json, model.safetensors and the model's source files). 'reference': a checkpoint of the "
+            "reference CLAVER code (temporal weights included). 'openai-clip': OpenAI CLIP weights, giving a "
+            "fresh CLAVER whose temporal parts are newly initialised."
         ),
     )
     parser.add_argument("source_format", choices=["reference", "openai-clip"], help="what CHECKPOINT holds")

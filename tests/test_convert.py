@@ -55,7 +55,14 @@ def test_reference_checkpoint_matches_reference_forward(tmp_path, reference_sd, 
     path = tmp_path / "claver.pth"
     torch.save({"model": reference_sd, "epoch": 30, "max_accuracy": 0.5}, path)
     out = convert_reference_checkpoint(path, tmp_path / "hf", kronecker_mask=mask_type, head_dim=HEAD_DIM)
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "configuration_claver.py",
+        "kronecker.py",
+        "model.safetensors",
+        "modeling_claver.py",
+        "remote_code.py",
+    ]
 
     model = ClaverModel.from_pretrained(out).eval()
     vision, text = model.config.vision_config, model.config.text_config

@@ -110,7 +110,7 @@ def convert_openai_clip(
     Args:
         path_or_state_dict: an OpenAI CLIP ViT state dict, or a `.pth` / `.pt` file holding one (plain or under
             `"model"`). TorchScript archives are refused (see the module docstring).
-        output_dir: folder to write `config.json` and `model.safetensors` to (float32 weights).
+        output_dir: folder to save the model to (`config.json`, float32 `model.safetensors`, source files).
         num_frames, kronecker_mask, kmt_num_hidden_layers, head_dim: see [`convert_openai_clip_state_dict`].
         id2label: class names stored in the config.
         classification: save a [`ClaverForVideoClassification`] (empty text bank) instead of a [`ClaverModel`].

@@ -352,7 +352,8 @@ def save_converted(
     id2label: Mapping[int, str] | None = None,
     allow_missing: Iterable[str] = (),
 ) -> Path:
-    """Build the model of `config`, load `weights` and `save_pretrained` it (config.json + model.safetensors).
+    """Build the model of `config`, load `weights` and `save_pretrained` it (config.json, model.safetensors
+    and the model's source files).
 
     Tensors in `allow_missing` keep the model's own initialisation (`_init_weights`); every other tensor of the
     [`ClaverModel`] must be in `weights`. With `classification`, a [`ClaverForVideoClassification`] with an
@@ -406,7 +407,7 @@ def convert_reference_checkpoint(
 
     Args:
         path: a `.pth` file holding `{"model": state_dict, ...}` or the state dict itself.
-        output_dir: folder to write `config.json` and `model.safetensors` to (float32 weights).
+        output_dir: folder to save the model to (`config.json`, float32 `model.safetensors`, source files).
         kronecker_mask: the mask the checkpoint was trained with (not recorded in the weights).
         id2label: class names stored in the config.
         classification: save a [`ClaverForVideoClassification`] (its text bank is empty: call

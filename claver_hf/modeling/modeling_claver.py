@@ -4,6 +4,7 @@ Shapes: `B` videos, `T` frames, `L = (image_size / patch_size)² + 1` tokens per
 `E` projection size, `C` classes, `V` text views per class, `S` text length.
 """
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from ..configuration.configuration_claver import ClaverConfig, ClaverVisionConfig
+from ..remote_code import save_remote_code
 from .kronecker import KroneckerEncoderLayer, KroneckerMaskAttention
 
 logger = logging.get_logger(__name__)
@@ -230,6 +232,24 @@ class ClaverPreTrainedModel(CLIPPreTrainedModel):
             init.zeros_(module.text_bank_attention_mask)
             init.zeros_(module.text_bank_view_mask)
 
+    def _remote_code_auto_map(self) -> dict[str, type]:
+        """Auto class -> the class it builds from a saved folder of this model: what claver_hf registers for
+        the config's class, so that `trust_remote_code=True` builds what claver-hf would."""
+        return {
+            "AutoConfig": ClaverConfig,
+            "AutoModel": ClaverModel,
+            "AutoModelForVideoClassification": ClaverForVideoClassification,
+        }
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, is_main_process: bool = True, **kwargs
+    ) -> None:
+        """`PreTrainedModel.save_pretrained`, plus the model's source files and their `auto_map` in
+        `config.json`: the folder then loads with `trust_remote_code=True` without claver-hf installed."""
+        if self.should_save_on_this_rank(is_main_process):
+            save_remote_code(self.config, self._remote_code_auto_map(), save_directory)
+        super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
+
 
 class ClaverVisionModel(ClaverPreTrainedModel):
     """CLAVER's video encoder without projection: CLIP's vision tower per frame, temporal embedding, KMT blocks.
@@ -254,6 +274,9 @@ class ClaverVisionModel(ClaverPreTrainedModel):
         self.temporal_encoder = ClaverTemporalEncoder(config)
         self.post_layernorm = nn.LayerNorm(embed_dim, eps=config.layer_norm_eps)
         self.post_init()
+
+    def _remote_code_auto_map(self) -> dict[str, type]:
+        return {"AutoConfig": ClaverVisionConfig, "AutoModel": ClaverVisionModel}
 
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.patch_embedding

@@ -11,6 +11,7 @@ from transformers.processing_utils import ProcessorMixin
 from transformers.utils import cached_file, logging
 
 from ..prompts.bank import INTERPRETIVE_FORMS, PromptBank, load_prompt_bank
+from ..remote_code import save_remote_code
 
 logger = logging.get_logger(__name__)
 
@@ -144,6 +145,10 @@ class ClaverProcessor(ProcessorMixin):
         return output
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
+        # Source files and `auto_map`s (this class's, and the video processor's in its nested settings): the
+        # folder then loads with `trust_remote_code=True` without claver-hf installed.
+        save_remote_code(self, {"AutoProcessor": ClaverProcessor}, save_directory)
+        self.video_processor._save_remote_code(save_directory)
         result = super().save_pretrained(save_directory, *args, **kwargs)
         if self.prompt_bank is not None:
             self.prompt_bank.save(os.path.join(save_directory, self.prompt_bank_file))

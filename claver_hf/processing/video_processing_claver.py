@@ -13,6 +13,7 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImage
 from transformers.processing_utils import VideosKwargs
 from transformers.video_processing_utils import BaseVideoProcessor
 
+from ..remote_code import save_remote_code
 from .decoding import probe_video, read_frames
 from .sampling import multi_clip_indices, segment_indices
 from .transforms import evaluation_crops, training_transform
@@ -99,6 +100,16 @@ class ClaverVideoProcessor(BaseVideoProcessor):
         if num_clips * num_crops > 1:
             data["video_index"] = torch.tensor(video_index)
         return BatchFeature(data=data, tensor_type=kwargs.get("return_tensors"))
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> list[str]:
+        """`BaseVideoProcessor.save_pretrained`, plus this class's source files and their `auto_map` in the
+        JSON file: the folder then loads with `trust_remote_code=True` without claver-hf installed."""
+        self._save_remote_code(save_directory)
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def _save_remote_code(self, save_directory: str | os.PathLike) -> None:
+        # Apart from `save_pretrained`: `ClaverProcessor` saves this processor's settings in its own file.
+        save_remote_code(self, {"AutoVideoProcessor": ClaverVideoProcessor}, save_directory)
 
     def _sample_clips(
         self, video: Any, num_frames: int, num_clips: int, training: bool, options: dict[str, Any]
