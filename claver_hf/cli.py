@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .configuration.configuration_claver import KRONECKER_MASK_TYPES
 from .data.datasets import BUNDLED_LABELS, read_class_names
 from .data.prepare import prepare_videos
 from .processing.decoding import VIDEO_EXTENSIONS
@@ -266,7 +267,10 @@ def _add_convert(commands: argparse._SubParsersAction, common: argparse.Argument
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="the state dict file")
     parser.add_argument("output_dir", metavar="OUTPUT_DIR", help="folder to write")
     parser.add_argument(
-        "--kronecker-mask", default="kmta", help="mask the checkpoint was trained with (not stored in it)"
+        "--kronecker-mask",
+        default="kmta",
+        choices=KRONECKER_MASK_TYPES,
+        help="mask the checkpoint was trained with (not stored in it)",
     )
     parser.add_argument(
         "--num-frames", type=int, default=8, help="frames of a new temporal embedding (openai-clip)"
@@ -403,7 +407,9 @@ def _add_demo(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
         ),
     )
     parser.add_argument("--output-dir", default="outputs/demo", help="where everything is written")
-    parser.add_argument("--kronecker-mask", default="kmta", help="kmta, kmcta, joint, divided, ...")
+    parser.add_argument(
+        "--kronecker-mask", default="kmta", choices=KRONECKER_MASK_TYPES, help="the KMT blocks' mask"
+    )
     parser.add_argument("--mean-pooling", action="store_true", help="baseline without KMT blocks")
     parser.add_argument("--epochs", type=float, default=None, help="training epochs (default: the demo's)")
     parser.add_argument("--seed", type=int, default=0, help="dataset and training seed")

@@ -246,3 +246,15 @@ def test_command_line(tmp_path, reference_sd, clip_sd, capsys):
     assert "wrote" in capsys.readouterr().out
     assert main(["convert", "reference", str(tmp_path / "missing.pth"), str(tmp_path / "x")]) == 2
     assert "claver-hf: error:" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            [
+                "convert",
+                "reference",
+                str(tmp_path / "claver.pth"),
+                str(tmp_path / "y"),
+                "--kronecker-mask",
+                "kmtaa",
+            ]
+        )
+    assert exit_.value.code == 2 and "invalid choice: 'kmtaa'" in capsys.readouterr().err

@@ -1,5 +1,6 @@
-"""Where a run starts (`prepare_run`): the tokenizer, clip shape and config of a CLIP checkpoint, a CLAVER
-checkpoint or a fresh model; overrides are applied or refused with a clear error, never ignored."""
+"""Where a run starts (`claver_hf.training.start`, through `prepare_run`): the tokenizer, clip shape and config of
+a CLIP checkpoint, a CLAVER checkpoint or a fresh model; overrides are applied or refused with a clear error,
+never ignored."""
 
 from __future__ import annotations
 
@@ -101,13 +102,13 @@ def test_word_level_is_only_for_fresh_models(clip_repository, dataset_dir, tmp_p
     with pytest.raises(ValueError, match="builds a new vocabulary, for models trained from scratch"):
         plan_for(dataset_dir, tmp_path, model)
     fresh = ModelArguments(config_overrides=TINY)
-    with caplog.at_level(logging.WARNING, logger="claver_hf.training.run"):
+    with caplog.at_level(logging.WARNING, logger="claver_hf.training.start"):
         plan = plan_for(dataset_dir, tmp_path, fresh, num_frames=4, image_size=32)
     assert "using a word-level tokenizer" in caplog.text
     assert plan.model.config.text_config.vocab_size == len(plan.processor.tokenizer) < 100
     caplog.clear()
     fresh.tokenizer_name_or_path = "word-level"
-    with caplog.at_level(logging.WARNING, logger="claver_hf.training.run"):
+    with caplog.at_level(logging.WARNING, logger="claver_hf.training.start"):
         plan_for(dataset_dir, tmp_path, fresh, num_frames=4, image_size=32)
     assert "word-level" not in caplog.text
     fresh.tokenizer_name_or_path = "clip"
@@ -174,7 +175,7 @@ def test_frame_count_and_size_overrides_are_applied_to_a_claver_checkpoint(
 
 def test_config_overrides_of_a_checkpoint(clip_repository, claver_checkpoint, dataset_dir, tmp_path, caplog):
     model = ModelArguments(model_name_or_path=str(claver_checkpoint), kronecker_mask="kmcta")
-    with caplog.at_level(logging.WARNING, logger="claver_hf.training.run"):
+    with caplog.at_level(logging.WARNING, logger="claver_hf.training.start"):
         plan = plan_for(dataset_dir, tmp_path, model)
     assert plan.model.config.vision_config.kronecker_mask == "kmcta"
     assert all(

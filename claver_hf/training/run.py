@@ -14,41 +14,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from huggingface_hub.errors import StrictDataclassError
-from transformers import AutoConfig, AutoImageProcessor, CLIPConfig, PreTrainedTokenizerBase, set_seed
-from transformers.utils import IMAGE_PROCESSOR_NAME, PROCESSOR_NAME, VIDEO_PROCESSOR_NAME, cached_file
+from transformers import set_seed
 
-from ..configuration.configuration_claver import ClaverConfig
 from ..data.datasets import (
     AnnotationListDataset,
     HFVideoDataset,
     VideoClassificationDataset,
     VideoFolderDataset,
 )
-from ..modeling.modeling_claver import ClaverForVideoClassification, ClaverModel
+from ..modeling.modeling_claver import ClaverForVideoClassification
 from ..processing.processing_claver import ClaverProcessor
-from ..processing.tokenization import (
-    CLIP_TOKENIZER,
-    WORD_LEVEL_TOKENIZER,
-    check_tokenizer_fits,
-    has_tokenizer,
-    load_tokenizer,
-    word_level_tokenizer,
-)
+from ..processing.tokenization import CLIP_TOKENIZER, WORD_LEVEL_TOKENIZER, check_tokenizer_fits
 from ..processing.video_processing_claver import ClaverVideoProcessor
 from ..prompts.bank import PromptBank, load_prompt_bank
 from ..prompts.templates import TEMPLATES
 from .collator import VideoClassificationCollator
 from .metrics import compute_metrics, confusion_matrix, load_top_k_accuracy, predict_multiview
 from .plots import plot_confusion_matrix, plot_training_curves
+from .start import (
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_NUM_FRAMES,
+    Checkpoint,
+    ConfigOverrides,
+    build_classifier,
+    choose_tokenizer,
+    clip_shape,
+)
 from .trainer import ClaverTrainer, ClaverTrainingArguments
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
-# A fresh model's clip shape when nothing else sets it (CLIP's frame size, the paper's 8 frames).
-DEFAULT_NUM_FRAMES = 8
-DEFAULT_IMAGE_SIZE = 224
 
 
 @dataclass
@@ -209,52 +204,6 @@ def _bank_for(labels: list[str], bank_name: str | None) -> PromptBank:
     return load_prompt_bank(bank_name).subset(labels)
 
 
-@dataclass
-class Checkpoint:
-    """The checkpoint a run starts from: its name or path and its config (CLAVER's or CLIP's)."""
-
-    path: str
-    config: ClaverConfig | CLIPConfig
-
-    @classmethod
-    def load(cls, path: str) -> Checkpoint:
-        config = AutoConfig.from_pretrained(path)
-        if not isinstance(config, (ClaverConfig, CLIPConfig)):
-            raise ValueError(
-                f"--model_name_or_path {path} is neither a CLAVER nor a CLIP checkpoint (model type {config.model_type!r})."
-            )
-        return cls(path, config)
-
-    @property
-    def is_claver(self) -> bool:
-        return isinstance(self.config, ClaverConfig)
-
-    def as_claver_config(self) -> ClaverConfig:
-        """The checkpoint's architecture as a CLAVER config (a CLIP one gains the default temporal parts)."""
-        return self.config if self.is_claver else ClaverConfig.from_clip_config(self.config)
-
-
-@dataclass
-class ConfigOverrides:
-    """`--config_overrides` split by sub-config, with `--kronecker_mask` folded in."""
-
-    vision: dict[str, Any]
-    text: dict[str, Any]
-    top: dict[str, Any]
-
-    @classmethod
-    def parse(cls, model_args: ModelArguments) -> ConfigOverrides:
-        overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
-        if not isinstance(overrides, dict):
-            raise ValueError(
-                f"--config_overrides must be a JSON object, got {model_args.config_overrides!r}."
-            )
-        vision = dict(overrides.pop("vision_config", {}))
-        if model_args.kronecker_mask:
-            vision["kronecker_mask"] = model_args.kronecker_mask
-        return cls(vision, dict(overrides.pop("text_config", {})), overrides)
-
-
 def _check_data_arguments(data: DataTrainingArguments) -> None:
     for name in ("num_frames", "image_size"):
         value = getattr(data, name)
@@ -269,42 +218,10 @@ def _check_data_arguments(data: DataTrainingArguments) -> None:
         raise ValueError(f"--on_error must be 'raise' or 'skip', got {data.on_error!r}.")
 
 
-def _clip_shape(
-    data: DataTrainingArguments, checkpoint: Checkpoint | None, overrides: ConfigOverrides
-) -> tuple[int, int]:
-    """Frames per clip and frame size: given (as an argument or in `--config_overrides`, not both differently),
-    else the checkpoint's, else the defaults. Removes them from `overrides`: the model is loaded at the
-    checkpoint's shape and resampled to these."""
-    resolved = []
-    for name, default in (("num_frames", DEFAULT_NUM_FRAMES), ("image_size", DEFAULT_IMAGE_SIZE)):
-        given, in_overrides = getattr(data, name), overrides.vision.pop(name, None)
-        if given is not None and in_overrides is not None and given != in_overrides:
-            raise ValueError(
-                f"--{name} {given} and --config_overrides vision_config.{name} {in_overrides} disagree; give one."
-            )
-        value = given if given is not None else in_overrides
-        if value is None and checkpoint is not None:
-            value = getattr(checkpoint.config.vision_config, name, None)  # a CLIP config has no num_frames
-        resolved.append(default if value is None else value)
-    return resolved[0], resolved[1]
-
-
-def _checkpoint_normalisation(checkpoint: Checkpoint) -> dict[str, Any]:
-    """The pixel mean and std of the checkpoint's own processor (CLAVER's video processor, or CLIP's image
-    processor); nothing when it has none (CLIP's values are the default)."""
-    if checkpoint.is_claver:
-        files, load = (PROCESSOR_NAME, VIDEO_PROCESSOR_NAME), ClaverVideoProcessor.from_pretrained
-    else:
-        files, load = (IMAGE_PROCESSOR_NAME, PROCESSOR_NAME), AutoImageProcessor.from_pretrained
-    if not any(cached_file(checkpoint.path, f, _raise_exceptions_for_missing_entries=False) for f in files):
-        return {}
-    processor = load(checkpoint.path)
-    return {"image_mean": list(processor.image_mean), "image_std": list(processor.image_std)}
-
-
 def _video_processor(
     data: DataTrainingArguments, checkpoint: Checkpoint | None, num_frames: int, image_size: int
 ) -> ClaverVideoProcessor:
+    """Frames sampled and resized for the model, with the training augmentation the arguments ask for."""
     return ClaverVideoProcessor(
         num_frames=num_frames,
         size={"shortest_edge": image_size},
@@ -314,131 +231,8 @@ def _video_processor(
         train_scales=tuple(data.train_scales),
         color_jitter_prob=data.color_jitter_prob,
         grayscale_prob=data.grayscale_prob,
-        **(_checkpoint_normalisation(checkpoint) if checkpoint else {}),
+        **(checkpoint.normalisation() if checkpoint else {}),
     )
-
-
-def _tokenizer(
-    model_args: ModelArguments, checkpoint: Checkpoint | None, bank: PromptBank
-) -> PreTrainedTokenizerBase:
-    """The tokenizer the text tower is fed by: the one asked for, else the checkpoint's own; a word-level one only
-    for a fresh model, whose text tower learns its ids from scratch."""
-    name = model_args.tokenizer_name_or_path
-    if name == WORD_LEVEL_TOKENIZER or (name is None and checkpoint is None):
-        if checkpoint is not None:
-            raise ValueError(
-                f"--tokenizer_name_or_path {WORD_LEVEL_TOKENIZER} builds a new vocabulary, for models trained from "
-                f"scratch; the text tower of {checkpoint.path} was trained on its own tokenizer's ids."
-            )
-        if name is None:
-            logger.warning(
-                "A fresh model and no --tokenizer_name_or_path: using a word-level tokenizer built from the prompt "
-                f"bank's words. Pass --tokenizer_name_or_path {WORD_LEVEL_TOKENIZER} to choose it explicitly, or "
-                f"{CLIP_TOKENIZER} for CLIP's BPE tokenizer."
-            )
-        return word_level_tokenizer([view for label in bank.class_names for view in bank.views(label)])
-    if name is not None:
-        return load_tokenizer(name)
-    if not has_tokenizer(checkpoint.path):
-        raise ValueError(
-            f"{checkpoint.path} has no tokenizer, and its text tower must be fed the ids of the tokenizer it was "
-            f"trained with: pass --tokenizer_name_or_path (a folder or Hub id, or {CLIP_TOKENIZER!r} for CLIP's "
-            "BPE tokenizer, bundled with claver-hf, which every OpenAI CLIP model uses)."
-        )
-    return load_tokenizer(checkpoint.path)
-
-
-def _parameter_shapes(config: ClaverConfig) -> dict[str, tuple[int, ...]]:
-    with torch.device("meta"):
-        model = ClaverModel(config)
-    return {name: tuple(p.shape) for name, p in model.named_parameters()}
-
-
-def _refuse_reshaping(checkpoint: Checkpoint, base: ClaverConfig, config: ClaverConfig) -> None:
-    """Raise when `config` (the checkpoint's with `--config_overrides`) would change or drop a weight of the
-    checkpoint (for a CLIP checkpoint, every weight but CLAVER's temporal ones)."""
-    before, after = _parameter_shapes(base), _parameter_shapes(config)
-    if not checkpoint.is_claver:
-        before = {
-            name: shape for name, shape in before.items() if not name.startswith("vision_model.temporal_")
-        }
-    changed = [
-        f"{name} {shape} -> {after.get(name, 'absent')}"
-        for name, shape in before.items()
-        if after.get(name) != shape
-    ]
-    if changed:
-        raise ValueError(
-            f"--config_overrides would change the shape of {len(changed)} weight(s) of {checkpoint.path}, e.g. "
-            f"{'; '.join(changed[:3])}. With a checkpoint, override only fields that keep its weights (frames and "
-            "frame size have their own arguments)."
-        )
-
-
-def _config(fields: dict[str, Any]) -> ClaverConfig:
-    """`ClaverConfig.from_dict(fields)`, its validation errors as `ValueError`s that name the arguments."""
-    try:
-        return ClaverConfig.from_dict(fields)
-    except StrictDataclassError as error:
-        raise ValueError(f"--config_overrides / --kronecker_mask: {error.__cause__ or error}") from error
-
-
-def _merge(base: ClaverConfig, overrides: ConfigOverrides, **fields: Any) -> ClaverConfig:
-    data = base.to_dict()
-    data["vision_config"] = {**data["vision_config"], **overrides.vision}
-    data["text_config"] = {**data["text_config"], **overrides.text}
-    return _config({**data, **overrides.top, **fields})
-
-
-def _model(
-    checkpoint: Checkpoint | None,
-    overrides: ConfigOverrides,
-    data: DataTrainingArguments,
-    num_frames: int,
-    image_size: int,
-    tokenizer: PreTrainedTokenizerBase,
-    id2label: dict[int, str],
-) -> ClaverForVideoClassification:
-    if checkpoint is None:
-        text = {
-            **overrides.text,
-            "vocab_size": len(tokenizer),
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id,
-        }
-        vision = {**overrides.vision, "num_frames": num_frames, "image_size": image_size}
-        return ClaverForVideoClassification(
-            _config({
-                "vision_config": vision, "text_config": text, **overrides.top,
-                "id2label": id2label, "label_smoothing": data.label_smoothing,
-            })
-        )  # fmt: skip
-
-    base = checkpoint.as_claver_config()
-    # A CLAVER classifier's stored text bank keeps the checkpoint's classes until `set_text_bank` replaces it.
-    labels = {} if checkpoint.is_claver else {"id2label": id2label}
-    config = _merge(base, overrides, label_smoothing=data.label_smoothing, **labels)
-    _refuse_reshaping(checkpoint, base, config)
-    trained_mask = base.vision_config.kronecker_mask
-    if checkpoint.is_claver and config.vision_config.kronecker_mask != trained_mask:
-        logger.warning(
-            f"{checkpoint.path} was trained with the {trained_mask} mask; its KMT blocks now run with "
-            f"{config.vision_config.kronecker_mask}."
-        )
-    model = ClaverForVideoClassification.from_pretrained(checkpoint.path, config=config)
-    vision_model = model.claver.vision_model
-    if num_frames != config.vision_config.num_frames:
-        logger.info(
-            f"Temporal embedding resampled from {config.vision_config.num_frames} to {num_frames} frames."
-        )
-        vision_model.resize_temporal_embedding(num_frames)
-    if image_size != config.vision_config.image_size:
-        logger.info(
-            f"Position embeddings resampled from {config.vision_config.image_size} to {image_size} pixels."
-        )
-        vision_model.resize_position_embeddings(image_size)
-    return model
 
 
 def prepare_run(
@@ -448,8 +242,8 @@ def prepare_run(
     set_seed(training_args.seed)  # before the model is built: a fresh model's weights depend on it
     _check_data_arguments(data)
     checkpoint = Checkpoint.load(model_args.model_name_or_path) if model_args.model_name_or_path else None
-    overrides = ConfigOverrides.parse(model_args)
-    num_frames, image_size = _clip_shape(data, checkpoint, overrides)
+    overrides = ConfigOverrides.parse(model_args.config_overrides, model_args.kronecker_mask)
+    num_frames, image_size = clip_shape(data.num_frames, data.image_size, checkpoint, overrides)
     video_processor = _video_processor(data, checkpoint, num_frames, image_size)
     datasets = _split_datasets(data, video_processor)
     if "train" in datasets:
@@ -463,9 +257,12 @@ def prepare_run(
     if data.few_shot_k is not None and "train" in datasets:
         _few_shot(datasets["train"], data.few_shot_k, training_args.seed)
 
-    tokenizer = _tokenizer(model_args, checkpoint, bank)
+    texts = [view for label in bank.class_names for view in bank.views(label)]
+    tokenizer = choose_tokenizer(model_args.tokenizer_name_or_path, checkpoint, texts)
     processor = ClaverProcessor(video_processor=video_processor, tokenizer=tokenizer, prompt_bank=bank)
-    model = _model(checkpoint, overrides, data, num_frames, image_size, tokenizer, id2label)
+    model = build_classifier(
+        checkpoint, overrides, num_frames, image_size, tokenizer, id2label, data.label_smoothing
+    )
     check_tokenizer_fits(
         tokenizer, model.config.text_config, model_args.model_name_or_path or "the new model"
     )
@@ -517,6 +314,7 @@ def run(
         trainer.save_model(str(output_dir))
         (output_dir / "README.md").write_text(_model_card(plan, model_args, data, results, output_dir))
         plot_training_curves(trainer.state.log_history, output_dir / "training_curve.png")
+        results["log_history"] = trainer.state.log_history  # the curves as numbers, beside their figure
         (output_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     return results
 
