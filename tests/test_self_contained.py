@@ -17,8 +17,8 @@ spec.loader.exec_module(checker)
 @pytest.mark.parametrize(
     ("file", "line"),
     [
-        ("tests/conftest.py", 'SHARED = Path(__file__).parents[2] / "shared"'),  # path example
-        ("README.md", "see ../shared/SPEC.md"),  # path example
+        ("tests/conftest.py", 'DATA = Path(__file__).parents[2] / "data"'),  # path example
+        ("README.md", "see ../SPEC.md"),  # path example
         ("claver_hf/data/labels.py", 'open("../../../labels.csv")'),  # path example
         ("benchmarks/bench.py", 'DATA = "/work/datasets/k400"'),  # path example
         ("Makefile", "\tcp /home/me/bpe.txt.gz ."),  # path example
