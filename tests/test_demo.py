@@ -22,7 +22,7 @@ def test_reversed_pair_accuracy():
 
 
 def test_demo_runs_end_to_end_at_tiny_scale(tmp_path):
-    results = run_demo(tmp_path, epochs=1, clips_per_class=(2, 1, 1), num_workers=0, progress=False)
+    results = run_demo(tmp_path, epochs=1, clips_per_class=(2, 1, 1, 1), num_workers=0, progress=False)
     model_dir = tmp_path / "model"
     for name in (
         "model.safetensors",
@@ -30,12 +30,26 @@ def test_demo_runs_end_to_end_at_tiny_scale(tmp_path):
         "prompt_bank.json",
         "training_curve.png",
         "confusion_matrix.png",
+        "confusion_matrix_heldout.png",
     ):
         assert (model_dir / name).exists(), name
+    # The final model and its results only: no per-epoch checkpoint folders unless asked for.
+    assert not list(model_dir.glob("checkpoint-*"))
     assert results["test"]["views"] == "1x1" and len(results["reversed_pair_accuracy"]) == 5
     assert 0 <= results["direction_accuracy"] <= 1
-    assert json.loads((model_dir / "results.json").read_text())["reversed_pair_accuracy"]
+    heldout = results["heldout"]
+    assert sum(map(sum, heldout["confusion_matrix"])) == 10 and len(heldout["reversed_pair_accuracy"]) == 5
+    saved = json.loads((model_dir / "results.json").read_text())
+    assert saved["reversed_pair_accuracy"] and saved["heldout"]["top_1_accuracy"] == heldout["top_1_accuracy"]
     assert len(list((tmp_path / "data" / "train").rglob("*.mp4"))) == 20
+    assert len(list((tmp_path / "data" / "heldout").rglob("*.mp4"))) == 10
+
+
+def test_demo_keeps_checkpoints_when_asked(tmp_path):
+    run_demo(
+        tmp_path, epochs=1, clips_per_class=(2, 1, 1, 0), num_workers=0, progress=False, save_checkpoints=True
+    )
+    assert list((tmp_path / "model").glob("checkpoint-*"))
 
 
 def test_demo_leaves_a_core_to_each_data_worker(tmp_path, monkeypatch):
@@ -50,13 +64,13 @@ def test_demo_leaves_a_core_to_each_data_worker(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "_available_cores", lambda: 4)
     before = torch.get_num_threads()
     for workers in (1, 3, 6):
-        run_demo(tmp_path, clips_per_class=(1, 1, 1), num_workers=workers, progress=False)
+        run_demo(tmp_path, clips_per_class=(1, 1, 1, 0), num_workers=workers, progress=False)
     assert threads_in_training == [3, 1, 1]
     assert torch.get_num_threads() == before
 
 
 def test_classify_command(tmp_path, capsys):
-    run_demo(tmp_path, epochs=1, clips_per_class=(2, 1, 1), num_workers=0, progress=False)
+    run_demo(tmp_path, epochs=1, clips_per_class=(2, 1, 1, 0), num_workers=0, progress=False)
     capsys.readouterr()  # the training logs
     video = sorted((tmp_path / "data" / "test").rglob("*.mp4"))[0]
     status = main(
