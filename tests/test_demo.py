@@ -6,7 +6,7 @@ import torch
 
 from claver_hf import demo
 from claver_hf.cli import main
-from claver_hf.demo import direction_accuracy, reversed_pair_accuracy, run_demo
+from claver_hf.demo import direction_accuracy, pair_direction_accuracy, reversed_pair_accuracy, run_demo
 
 
 def test_reversed_pair_accuracy():
@@ -17,8 +17,11 @@ def test_reversed_pair_accuracy():
     assert accuracy["moving left / moving right"] == 7 / 8
     assert accuracy["moving up / moving down"] == 0.0
     assert len(accuracy) == 5
-    # Within their own pair: pair 0 has 7 of 8 right, pair 1 none of 10.
+    # Within their own pair: pair 0 has 7 of 8 right, pair 1 none of 10; the others are never predicted.
     assert direction_accuracy(confusion) == 7 / 18
+    directions = pair_direction_accuracy(confusion)
+    assert directions["moving left / moving right"] == 7 / 8 and directions["moving up / moving down"] == 0.0
+    assert directions["growing / shrinking"] == 0.5
 
 
 def test_demo_runs_end_to_end_at_tiny_scale(tmp_path):
