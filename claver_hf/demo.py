@@ -60,8 +60,9 @@ DEMO_MODEL_CONFIG: dict[str, Any] = {
 }
 
 
-# Clips per class (train, validation, test, heldout) and epochs: about 8 minutes end to end on two CPU cores
-# (measured: README).
+# Clips per class (train, validation, test, heldout) and epochs: about 8 minutes end to end on two CPU cores with
+# generator v4, without the held-out split (measured: README); not yet measured with v5, on which this recipe does
+# not train yet (README).
 DEMO_CLIPS_PER_CLASS: tuple[int, int, int, int] = (200, 20, 40, 40)
 DEMO_EPOCHS: float = 22
 
