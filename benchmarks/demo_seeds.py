@@ -80,7 +80,7 @@ def main() -> None:
         f"\n{machine_description()}\n{args.epochs:g} epochs, clips per class (train/val/test/heldout) {clips}\n"
     )
     print(header)
-    print("|---|---:" + "|---:" * (4 + 2 * len(PAIRS)) + "|")
+    print("|---|---:" + "|---:" * (3 + 2 * len(PAIRS)) + "|")
     print("\n".join(rows))
     print()
     for name, runs in summary.items():
