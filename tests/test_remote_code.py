@@ -43,7 +43,10 @@ LABELS = ["ApplyEyeMakeup", "ApplyLipstick", "Archery"]  # the first classes of 
 MODEL_FILES = {"configuration_claver.py", "kronecker.py", "modeling_claver.py", "remote_code.py"}
 VIDEO_PROCESSOR_FILES = {
     "video_processing_claver.py",
-    "decoding.py",
+    "common.py",
+    "container.py",
+    "sparse_reader.py",
+    "backends.py",
     "sampling.py",
     "transforms.py",
     "remote_code.py",

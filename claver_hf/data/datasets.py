@@ -38,7 +38,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from ..processing.decoding import VIDEO_EXTENSIONS, VideoDecodingError, probe_video
+from ..video_io.common import VIDEO_EXTENSIONS, VideoDecodingError
+from ..video_io.container import probe_video
 from ..processing.video_processing_claver import ClaverVideoProcessor
 
 logger = logging.getLogger(__name__)

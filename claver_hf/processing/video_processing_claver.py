@@ -14,7 +14,8 @@ from transformers.processing_utils import VideosKwargs
 from transformers.video_processing_utils import BaseVideoProcessor
 
 from ..remote_code import save_remote_code
-from .decoding import probe_video, read_frames
+from ..video_io.backends import read_frames
+from ..video_io.container import probe_video
 from .sampling import multi_clip_indices, segment_indices
 from .transforms import evaluation_crops, training_transform
 

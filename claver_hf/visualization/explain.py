@@ -30,7 +30,7 @@ import torch
 from transformers.utils import logging
 
 from ..modeling.modeling_claver import ClaverModel
-from ..processing.decoding import probe_video
+from ..video_io.container import probe_video
 from ..processing.processing_claver import ClaverProcessor
 from ..processing.sampling import segment_indices
 from ..processing.video_processing_claver import ClaverVideoProcessor
