@@ -32,13 +32,8 @@ ATTENTION_METHODS: tuple[str, ...] = ("kmt", "rollout")
 AnyClaverModel = ClaverModel | ClaverForVideoClassification
 
 
-def base_model(model: AnyClaverModel) -> ClaverModel:
-    """The [`ClaverModel`] inside a classifier, or the model itself."""
-    return model.claver if isinstance(model, ClaverForVideoClassification) else model
-
-
 def _vision_tower(model: AnyClaverModel | ClaverVisionModel) -> ClaverVisionModel:
-    return model if isinstance(model, ClaverVisionModel) else base_model(model).vision_model
+    return model if isinstance(model, ClaverVisionModel) else model.base_model.vision_model
 
 
 def _implementations(config: PretrainedConfig) -> str | dict:
@@ -192,7 +187,6 @@ __all__ = [
     "ATTENTION_METHODS",
     "AttentionMethod",
     "attention_relevance",
-    "base_model",
     "eager_attention",
     "video_attention_maps",
 ]

@@ -30,12 +30,12 @@ import torch
 from transformers.utils import logging
 
 from ..modeling.modeling_claver import ClaverModel
-from ..video_io.container import probe_video
 from ..processing.processing_claver import ClaverProcessor
 from ..processing.sampling import segment_indices
 from ..processing.video_processing_claver import ClaverVideoProcessor
 from ..prompts.bank import PromptBank, display_name, load_prompt_bank
-from .attention import AnyClaverModel, AttentionMethod, base_model, video_attention_maps
+from ..video_io.container import probe_video
+from .attention import AnyClaverModel, AttentionMethod, video_attention_maps
 from .render import attention_tiles, save_gif, save_grid, save_mp4, save_word_importance
 from .words import WordMethod, word_scores
 
@@ -147,7 +147,7 @@ def explain_video(
     labels = list(labels)
     if not labels or len(set(labels)) != len(labels):
         raise ValueError(f"`labels` must be a non-empty list of distinct labels, got {labels}.")
-    claver = base_model(model)
+    claver = model.base_model
     if claver.training:
         logger.warning(
             "explain_video: the model is in training mode; call `model.eval()` for deterministic maps."
