@@ -155,6 +155,12 @@ def test_few_shot_and_bad_arguments(dataset_dir, tmp_path):
     data.train_scales, data.color_jitter_prob, data.grayscale_prob = [1.0], 0.0, 0.0
     plan = prepare_run(model, data, training)
     assert len(plan.datasets["train"]) == 4 and plan.datasets["train"].seed == training.seed
+    # Every split is built with its settings; none is changed afterwards.
+    assert plan.datasets["train"].training and not plan.datasets["validation"].training
+    views = {"num_clips": data.test_num_clips, "num_crops": data.test_num_crops}
+    assert (
+        plan.datasets["test"].processor_kwargs == views and plan.datasets["validation"].processor_kwargs == {}
+    )
     video_processor = plan.processor.video_processor
     assert list(video_processor.train_scales) == [1.0]
     assert video_processor.color_jitter_prob == video_processor.grayscale_prob == 0.0
