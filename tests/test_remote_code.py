@@ -40,7 +40,13 @@ from .test_pipelines import tiny_clip_text_model, tiny_processor
 from .videos import write_video
 
 LABELS = ["ApplyEyeMakeup", "ApplyLipstick", "Archery"]  # the first classes of the bundled ucf101 bank
-MODEL_FILES = {"configuration_claver.py", "kronecker.py", "modeling_claver.py", "remote_code.py"}
+MODEL_FILES = {
+    "_compat.py",
+    "configuration_claver.py",
+    "kronecker.py",
+    "modeling_claver.py",
+    "remote_code.py",
+}
 VIDEO_PROCESSOR_FILES = {
     "video_processing_claver.py",
     "common.py",
@@ -51,7 +57,7 @@ VIDEO_PROCESSOR_FILES = {
     "transforms.py",
     "remote_code.py",
 }
-PROCESSOR_FILES = {"processing_claver.py", "bank.py", "remote_code.py"} | VIDEO_PROCESSOR_FILES
+PROCESSOR_FILES = {"processing_claver.py", "bank.py", "_compat.py", "remote_code.py"} | VIDEO_PROCESSOR_FILES
 
 # Run in a fresh interpreter in which `import claver_hf` raises ImportError: everything must come from the folder.
 LOAD_WITHOUT_CLAVER_HF = textwrap.dedent(

@@ -23,9 +23,15 @@ from transformers.models.clip.modeling_clip import (
     CLIPVisionEmbeddings,
 )
 from transformers.utils import ModelOutput, logging
-from transformers.utils.generic import can_return_tuple
-from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
+from .._compat import (
+    InitializeEveryModule,
+    OutputRecorder,
+    can_return_tuple,
+    capture_outputs,
+    from_config,
+    tensor_version,
+)
 from ..configuration.configuration_claver import ClaverConfig, ClaverVisionConfig
 from ..remote_code import save_remote_code
 from .kronecker import KroneckerEncoderLayer, KroneckerMaskAttention
@@ -168,7 +174,7 @@ class ClaverTemporalEncoder(nn.Module):
         return hidden_states
 
 
-class ClaverPreTrainedModel(CLIPPreTrainedModel):
+class ClaverPreTrainedModel(InitializeEveryModule, CLIPPreTrainedModel):
     config: ClaverConfig
     base_model_prefix = "claver"
     # A classifier's checkpoint carries its text bank, which the other classes have no use for (and a CLIP or
@@ -189,16 +195,6 @@ class ClaverPreTrainedModel(CLIPPreTrainedModel):
         "temporal_hidden_states": OutputRecorder(KroneckerEncoderLayer, capture_initial_hidden_state=False),
         "temporal_attentions": OutputRecorder(KroneckerMaskAttention, index=1),
     }
-
-    def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False) -> None:
-        # For models defined outside transformers, transformers skips every module that owns no parameter itself,
-        # guarding against custom inits that write tensors in place. CLIP sets its attention and MLP inits on
-        # exactly such modules (`CLIPAttention`, `CLIPMLP`: the weights live in child `nn.Linear`s), so the
-        # vision tower and the KMT blocks kept the generic 0.02 of every Linear, which shrinks their residual
-        # branches several times (the CLS token then barely depends on the frames at initialisation). Every init
-        # here goes through `transformers.initialization`, which leaves loaded tensors alone: the guard is not
-        # needed.
-        super()._initialize_weights(module, is_custom_code=False)
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
@@ -428,8 +424,8 @@ class ClaverModel(ClaverPreTrainedModel):
         self.text_embed_dim = text_config.hidden_size
         self.vision_embed_dim = vision_config.hidden_size
 
-        self.text_model = CLIPTextModel._from_config(text_config)
-        self.vision_model = ClaverVisionModel._from_config(vision_config)
+        self.text_model = from_config(CLIPTextModel, text_config)
+        self.vision_model = from_config(ClaverVisionModel, vision_config)
         self.visual_projection = nn.Linear(self.vision_embed_dim, self.projection_dim, bias=False)
         self.text_projection = nn.Linear(self.text_embed_dim, self.projection_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
@@ -596,7 +592,7 @@ class ClaverForVideoClassification(ClaverPreTrainedModel):
 
     def __init__(self, config: ClaverConfig):
         super().__init__(config)
-        self.claver = ClaverModel._from_config(config)
+        self.claver = from_config(ClaverModel, config)
         bank_shape = (config.text_bank_num_views, config.num_labels, config.text_bank_max_length)
         self.register_buffer("text_bank_input_ids", torch.zeros(bank_shape, dtype=torch.long))
         self.register_buffer("text_bank_attention_mask", torch.zeros(bank_shape, dtype=torch.long))
@@ -691,11 +687,11 @@ class ClaverForVideoClassification(ClaverPreTrainedModel):
 
     def _text_cache_key(self) -> tuple:
         params = [*self.claver.text_model.parameters(), self.claver.text_projection.weight]
-        weights = tuple((p.data_ptr(), p._version) for p in params)
+        weights = tuple((p.data_ptr(), tensor_version(p)) for p in params)
         bank = (
             self._text_bank_version,
             self.text_bank_input_ids.data_ptr(),
-            self.text_bank_input_ids._version,
+            tensor_version(self.text_bank_input_ids),
         )
         return bank, weights, params[0].dtype, params[0].device
 

@@ -8,8 +8,9 @@ from typing import Any
 import torch
 from transformers.image_processing_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
-from transformers.utils import cached_file, logging
+from transformers.utils import logging
 
+from .._compat import optional_cached_file
 from ..prompts.bank import INTERPRETIVE_FORMS, PromptBank, load_prompt_bank
 from ..remote_code import save_remote_code
 
@@ -157,10 +158,9 @@ class ClaverProcessor(ProcessorMixin):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
         processor = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        bank_file = cached_file(
+        bank_file = optional_cached_file(
             pretrained_model_name_or_path,
             cls.prompt_bank_file,
-            _raise_exceptions_for_missing_entries=False,
             **{
                 k: v for k, v in kwargs.items() if k in ("cache_dir", "revision", "token", "local_files_only")
             },

@@ -24,6 +24,7 @@ from typing import Literal
 import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
+from .._compat import attn_implementation
 from ..modeling.modeling_claver import ClaverForVideoClassification, ClaverModel, ClaverVisionModel
 
 AttentionMethod = Literal["kmt", "rollout"]
@@ -38,7 +39,7 @@ def _vision_tower(model: AnyClaverModel | ClaverVisionModel) -> ClaverVisionMode
 
 def _implementations(config: PretrainedConfig) -> str | dict:
     """`config`'s attention implementation, nested per sub-config in `set_attn_implementation`'s dict format."""
-    own = config._attn_implementation
+    own = attn_implementation(config)
     subs = {key: getattr(config, key) for key in config.sub_configs if getattr(config, key) is not None}
     if not subs:
         return own
