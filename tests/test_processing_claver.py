@@ -402,3 +402,29 @@ def test_decoding_backend_per_call(tmp_path, processor):
 def test_bad_arguments(processor, kwargs, error, message):
     with pytest.raises(error, match=message):
         processor(numbered_video(8), **kwargs)
+
+
+def test_processor_passes_arguments_on(clip_tokenizer):
+    processor = ClaverProcessor(video_processor=ClaverVideoProcessor(**SMALL), tokenizer=clip_tokenizer)
+    texts = ["waving", "a video of a person playing guitar"]
+    out = processor(text=texts, videos=numbered_video(16), num_frames=4, padding="max_length", max_length=12)
+    assert out["input_ids"].shape == (2, 12) and out["pixel_values"].shape == (1, 4, 3, 32, 32)
+    out = processor(text=texts, text_kwargs={"max_length": 5}, videos_kwargs={"num_clips": 2})
+    assert out["input_ids"].shape == (2, 5) and out["input_ids"][1, -1].item() == 49407
+    out = processor(text=texts, videos=numbered_video(16), return_tensors="np")
+    assert isinstance(out["input_ids"], np.ndarray) and isinstance(out["pixel_values"], np.ndarray)
+    assert processor(text=texts, return_tensors=None)["input_ids"][0] == [49406, 26545] + [49407] * 7
+    long_text = " ".join(["jump"] * 100)
+    assert len(processor(text=[long_text], truncation=False, padding=False)["input_ids"][0]) == 102
+
+
+def test_truncation_warning_only_for_cut_texts(clip_tokenizer, caplog):
+    processor = ClaverProcessor(video_processor=ClaverVideoProcessor(), tokenizer=clip_tokenizer)
+    exactly_77 = " ".join(["jump"] * 75)
+    with caplog.at_level("WARNING"):
+        assert processor(text=[exactly_77, "run"])["input_ids"].shape == (2, 77)
+        assert processor(text=[exactly_77 + " jump"], max_length=80)["input_ids"].shape == (1, 78)
+    assert not any("truncated" in r.message for r in caplog.records)
+    with caplog.at_level("WARNING"):
+        processor(text=["jump jump jump"], max_length=4)
+    assert sum("longer than 4 tokens" in r.message for r in caplog.records) == 1
