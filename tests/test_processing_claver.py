@@ -320,6 +320,7 @@ def test_fps_sampling(tmp_path, processor):
     by_rate = ClaverVideoProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, fps=1.5)
     assert by_rate(path)["pixel_values"].shape[1] == 6
     assert ClaverVideoProcessor.from_dict(by_rate.to_dict())(path)["pixel_values"].shape[1] == 6
+    assert by_rate(path, num_frames=4)["pixel_values"].shape[1] == 4
 
 
 def test_video_metadata(tmp_path, processor):

@@ -122,9 +122,11 @@ class ClaverVideoProcessor(BaseVideoProcessor):
         if unknown:
             raise TypeError(f"Unexpected keyword arguments for ClaverVideoProcessor: {sorted(unknown)}.")
         validate_typed_dict(self.valid_kwargs, kwargs)
-        # Diff: `fps` given for this call replaces the default frame count (the two are exclusive).
+        # Diff: `fps` or `num_frames` given for this call replaces the processor's other one (they are exclusive).
         if kwargs.get("fps") is not None:
             kwargs.setdefault("num_frames", None)
+        if kwargs.get("num_frames") is not None:
+            kwargs.setdefault("fps", None)
         for name in self.valid_kwargs.__annotations__:
             kwargs.setdefault(name, getattr(self, name, None))
         # Diff: CLAVER's own arguments.
