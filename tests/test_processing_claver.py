@@ -429,3 +429,11 @@ def test_truncation_warning_only_for_cut_texts(clip_tokenizer, caplog):
     with caplog.at_level("WARNING"):
         processor(text=["jump jump jump"], max_length=4)
     assert sum("longer than 4 tokens" in r.message for r in caplog.records) == 1
+
+
+def test_tokenize_returns_lists(clip_tokenizer):
+    processor = ClaverProcessor(video_processor=ClaverVideoProcessor(), tokenizer=clip_tokenizer)
+    assert processor.tokenize(["waving", "a person waving"]) == {
+        "input_ids": [[49406, 26545, 49407, 49407, 49407], [49406, 320, 2533, 26545, 49407]],
+        "attention_mask": [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]],
+    }

@@ -118,12 +118,12 @@ class ClaverProcessor(ProcessorMixin):
             )
             self._warned_truncation = True
 
-    def tokenize(self, text: str | list[str]) -> BatchFeature:
+    def tokenize(self, text: str | list[str]) -> dict[str, list[list[int]]]:
         """Token ids and attention masks as lists, padded to the longest text and cut to `max_text_length` tokens.
 
         A cut text keeps its end token (CLIP pools the end token's state); the first cut logs a warning.
         """
-        return self(text=text, return_tensors=None)
+        return dict(self(text=text, return_tensors=None))
 
     def text_bank(
         self, labels: list[str] | None = None, forms: tuple[str, ...] = INTERPRETIVE_FORMS
