@@ -17,7 +17,7 @@ from claver_hf import (
     ClaverProcessor,
     ClaverVideoProcessor,
 )
-from claver_hf.modeling.modeling_claver import view_averaged_log_probs
+from claver_hf.modeling.scoring import view_averaged_log_probs
 from claver_hf.pipelines import (
     TASK,
     ZeroShotVideoClassificationPipeline,

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from transformers.pipelines.base import Pipeline
 
-from ..modeling.modeling_claver import ClaverForVideoClassification, ClaverModel, view_averaged_log_probs
+from ..modeling.modeling_claver import ClaverForVideoClassification, ClaverModel
+from ..modeling.scoring import view_averaged_log_probs
 from ..processing.processing_claver import ClaverProcessor
 from ..processing.video_processing_claver import _is_single_video
 from ..prompts.bank import PromptBank, display_name, load_prompt_bank, normalize_sentence
