@@ -151,6 +151,11 @@ def test_checkpoints_of_the_former_layout_still_load(tmp_path):
         assert torch.equal(loaded.text_bank.input_ids, model.text_bank.input_ids)
         with torch.no_grad():
             torch.testing.assert_close(loaded.eval()(pixel_values=video).logits, expected)
+    # Saved again (transformers keeps a renamed checkpoint's layout), it loads again.
+    loaded.save_pretrained(tmp_path / "again")
+    again = ClaverForVideoClassification.from_pretrained(tmp_path / "again").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(pixel_values=video).logits, expected)
 
     # Trainer resumes through `load_state_dict`.
     fresh = ClaverForVideoClassification(model.config)

@@ -132,9 +132,11 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
         self,
         text_embeddings: LabelViewEmbeddings | str | os.PathLike,
         candidate_labels: Sequence[str] | None,
-        prompt_bank: Any,
-        label_descriptions: Any,
+        prompt_bank: PromptBank | str | os.PathLike | None,
+        label_descriptions: Mapping[str, str | Sequence[str]] | None,
     ) -> LabelViewEmbeddings:
+        """`text_embeddings` loaded, checked against the call's other arguments, this model and this processor,
+        and moved to the model's device."""
         if prompt_bank is not None or label_descriptions is not None:
             raise ValueError(
                 "`text_embeddings` fix the labels' text views: do not pass `prompt_bank` or `label_descriptions` "
