@@ -40,7 +40,8 @@ one chunk. `eager` and `sdpa` receive the residual masks as additive float masks
 the mask to the scores, and torch's SDPA, although it takes booleans, turns a boolean mask into exactly such a
 float mask on every call (measured: about 150 MiB and 55-110 ms per call at 32 frames of ViT-B/16 on CPU), so
 caching the float form is both faster and smaller at peak. `flex_attention` gets a cached `BlockMask` built from
-the mask's `mask_mod`, a few hundred KiB at most.
+the mask's `mask_mod`, a few hundred KiB at most. Other kernels (flash attention) cannot apply these masks and are
+refused with an error.
 
 What the cache holds per mask (float32; half in bfloat16 / float16), `L` = 197 at B/16 (224 px), 577 at
 L/14@336 (`joint` and `spatial` need no mask):
@@ -107,6 +108,24 @@ _ALLOWED_RULES: dict[str, Callable[[torch.Tensor, torch.Tensor, int], torch.Tens
     "cls_temporal": _cls_temporal,
 }
 KRONECKER_MASK_TYPES: tuple[str, ...] = tuple(_ALLOWED_RULES)
+
+
+# The kernels that take what these layers pass: additive float masks (`eager`, `sdpa`) or a `BlockMask`
+# (`flex_attention`). Flash attention takes no arbitrary mask, and other registered kernels may silently ignore it.
+KRONECKER_ATTN_IMPLEMENTATIONS: tuple[str, ...] = ("eager", "sdpa", "flex_attention")
+
+
+def check_kronecker_attn_implementation(
+    implementation: str | None, owner: str = "KroneckerMaskAttention", hint: str = ""
+) -> None:
+    """Raise a `ValueError` naming `implementation` and `owner` (followed by `hint`) unless Kronecker mask layers can
+    run on it; `None`, transformers' default, means `sdpa`."""
+    if implementation is not None and implementation not in KRONECKER_ATTN_IMPLEMENTATIONS:
+        supported = ", ".join(repr(name) for name in KRONECKER_ATTN_IMPLEMENTATIONS)
+        raise ValueError(
+            f"{owner} cannot use attn_implementation={implementation!r}: its Kronecker mask attention layers need a "
+            f"kernel that applies their 4-D attention masks, one of {supported}.{hint}"
+        )
 
 
 def _check(mask_type: str, num_frames: int, tokens_per_frame: int) -> None:
@@ -364,6 +383,7 @@ class KroneckerMaskAttention(CLIPAttention):
         values = self.v_proj(hidden_states).view(shape).transpose(1, 2)
 
         implementation = self.config._attn_implementation or "eager"
+        check_kronecker_attn_implementation(implementation, type(self).__name__)
         attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         dropout = self.dropout if self.training else 0.0
         kwargs.pop("is_causal", None)
@@ -440,11 +460,13 @@ class KroneckerEncoderLayer(CLIPEncoderLayer):
 
 
 __all__ = [
+    "KRONECKER_ATTN_IMPLEMENTATIONS",
     "KRONECKER_MASK_TYPES",
     "AttentionChunk",
     "KroneckerMaskCache",
     "KroneckerEncoderLayer",
     "KroneckerMaskAttention",
+    "check_kronecker_attn_implementation",
     "kronecker_allowed_mask",
     "kronecker_attention_chunks",
     "kronecker_mask_cache",
