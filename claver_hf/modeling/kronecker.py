@@ -55,6 +55,10 @@ L/14@336 (`joint` and `spatial` need no mask):
 
 The cache is bounded by bytes (`kronecker_mask_cache.max_bytes`, 256 MiB by default, for all devices together),
 evicting the least recently used masks; a mask larger than the budget is kept alone until another is built.
+
+Inside `torch.compile` and `torch.export` the cache is bypassed: the masks are computed in the graph from index
+arithmetic, and with a symbolic (dynamic) frame count as one chunk, since the number of per-frame chunks is then
+unknown.
 """
 
 from __future__ import annotations
@@ -269,7 +273,8 @@ def _chunk_ranges(mask_type: str, num_frames: int, tokens_per_frame: int) -> lis
 def _allowed_block(
     mask_type: str, tokens_per_frame: int, queries: slice, keys: slice, device: torch.device | str | None
 ) -> torch.Tensor:
-    """Boolean `(num_queries, num_keys)` block of the allowed mask."""
+    """Boolean `(num_queries, num_keys)` block of the allowed mask, from index arithmetic alone (no data-dependent
+    control flow, so it traces with symbolic sizes)."""
     q = torch.arange(queries.start, queries.stop, device=device)
     k = torch.arange(keys.start, keys.stop, device=device)
     return _ALLOWED_RULES[mask_type](q[:, None], k[None, :], tokens_per_frame)
@@ -319,6 +324,31 @@ def _build_chunks(
     return tuple(chunks)
 
 
+def _traced_chunks(
+    mask_type: str, num_frames: int, tokens_per_frame: int, device: torch.device, dtype: torch.dtype
+) -> tuple[AttentionChunk, ...]:
+    """The chunks built inside a traced graph (`torch.compile`, `torch.export`), where the cache cannot serve:
+    its keys must be concrete and hashable, and tensors built while tracing are graph values, not masks to keep.
+
+    A symbolic frame count (dynamic shapes) has no Python range of per-frame chunks, so the whole mask is then one
+    chunk. Whether a block is all allowed would be decided from the data; here only `joint` goes without a mask.
+    """
+    if isinstance(num_frames, int):
+        ranges = _chunk_ranges(mask_type, num_frames, tokens_per_frame)
+    else:
+        ranges = [(slice(0, num_frames * tokens_per_frame),) * 2]
+    if mask_type == "joint":
+        return tuple(AttentionChunk(queries, keys, None) for queries, keys in ranges)
+    return tuple(
+        AttentionChunk(
+            queries,
+            keys,
+            _additive(_allowed_block(mask_type, tokens_per_frame, queries, keys, device), dtype),
+        )
+        for queries, keys in ranges
+    )
+
+
 def _flex_block_mask(mask_type: str, num_frames: int, tokens_per_frame: int, device: torch.device):
     from torch.nn.attention.flex_attention import create_block_mask
 
@@ -327,6 +357,8 @@ def _flex_block_mask(mask_type: str, num_frames: int, tokens_per_frame: int, dev
         mask_mod = kronecker_mask_mod(mask_type, tokens_per_frame)
         return create_block_mask(mask_mod, None, None, n, n, device=device)
 
+    if torch.compiler.is_compiling():
+        return build()
     return kronecker_mask_cache.get(
         ("flex", mask_type, num_frames, tokens_per_frame, device, None),
         build,
@@ -413,9 +445,8 @@ class KroneckerMaskAttention(CLIPAttention):
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run the attention interface once per chunk; `(B, H, T·L, d)` inputs -> `(B, T·L, H, d)` output."""
-        chunks = kronecker_attention_chunks(
-            self.mask_type, num_frames, tokens_per_frame, queries.device, queries.dtype
-        )
+        build = _traced_chunks if torch.compiler.is_compiling() else kronecker_attention_chunks
+        chunks = build(self.mask_type, num_frames, tokens_per_frame, queries.device, queries.dtype)
         outputs, weights = [], []
         for chunk in chunks:
             mask = None if chunk.allowed is None else chunk.allowed[None, None]

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 from transformers import CLIPConfig
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -123,7 +124,9 @@ class ClaverVideoClassifierOutput(ModelOutput):
 
 def _resample_frames(embedding: torch.Tensor, num_frames: int) -> torch.Tensor:
     """`(1, T, D)` per-frame embedding -> `(1, num_frames, D)`, linearly interpolated along time."""
-    if embedding.shape[1] == num_frames:
+    # `statically_known_true`: with a symbolic frame count (`torch.export` with a dynamic frame dimension) the
+    # comparison is unknown while tracing and must not pin the count; interpolating to the same length is exact.
+    if statically_known_true(embedding.shape[1] == num_frames):
         return embedding
     return F.interpolate(
         embedding.transpose(1, 2), size=num_frames, mode="linear", align_corners=False
