@@ -86,3 +86,24 @@ def test_text_features_export_with_dynamic_batch_and_length():
             expected = wrapper(text["input_ids"], text["attention_mask"])
         out = exported.module()(text["input_ids"], text["attention_mask"])
         torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_compiled_kronecker_layer_matches_eager_without_caching(dynamic):
+    """`torch.compile` traces the masks too, as per-frame KMCTA chunks: dynamo keeps the frame count an int, with
+    `dynamic=True` the token count is symbolic. (A symbolic frame count is the export tests' case.)"""
+    from transformers import CLIPVisionConfig
+
+    from claver_hf.modeling.kronecker import KroneckerEncoderLayer
+
+    config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_attention_heads=4)
+    config._attn_implementation = "sdpa"
+    layer = KroneckerEncoderLayer(config, "kmcta").eval()
+    compiled = torch.compile(layer, backend="eager", dynamic=dynamic, fullgraph=True)
+    for frames in (3, 5):
+        tokens = torch.randn(2, frames * 5, 32)
+        kronecker_mask_cache.clear()
+        with torch.no_grad():
+            out = compiled(tokens, num_frames=frames)
+            assert len(kronecker_mask_cache) == 0
+            torch.testing.assert_close(out, layer(tokens, num_frames=frames), atol=1e-5, rtol=0)
