@@ -371,7 +371,8 @@ class KroneckerMaskAttention(CLIPAttention):
 
     Same parameters as [`~transformers.models.clip.modeling_clip.CLIPAttention`] (`q_proj`, `k_proj`,
     `v_proj`, `out_proj`), so CLIP weights and initialisation apply unchanged. The attention kernel comes
-    from `config._attn_implementation` through transformers' attention interface.
+    from `config._attn_implementation` through transformers' attention interface: one of
+    `KRONECKER_ATTN_IMPLEMENTATIONS` (`eager`, `sdpa`, `flex_attention`); others raise a `ValueError`.
 
     Args:
         config: any config with `hidden_size`, `num_attention_heads`, `attention_dropout`.
