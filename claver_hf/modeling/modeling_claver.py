@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 from transformers import CLIPConfig
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -28,7 +29,7 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from ..configuration.configuration_claver import ClaverConfig, ClaverVisionConfig
 from ..remote_code import save_remote_code
-from .kronecker import KroneckerEncoderLayer, KroneckerMaskAttention
+from .kronecker import KroneckerEncoderLayer, KroneckerMaskAttention, check_kronecker_attn_implementation
 from .scoring import class_log_probs, text_view_logits, view_averaged_log_probs
 from .text_bank import ClaverTextBank
 
@@ -126,7 +127,9 @@ class ClaverVideoClassifierOutput(ModelOutput):
 
 def _resample_frames(embedding: torch.Tensor, num_frames: int) -> torch.Tensor:
     """`(1, T, D)` per-frame embedding -> `(1, num_frames, D)`, linearly interpolated along time."""
-    if embedding.shape[1] == num_frames:
+    # `statically_known_true`: with a symbolic frame count (`torch.export` with a dynamic frame dimension) the
+    # comparison is unknown while tracing and must not pin the count; interpolating to the same length is exact.
+    if statically_known_true(embedding.shape[1] == num_frames):
         return embedding
     return F.interpolate(
         embedding.transpose(1, 2), size=num_frames, mode="linear", align_corners=False
@@ -174,6 +177,10 @@ class ClaverTemporalEncoder(nn.Module):
 class ClaverPreTrainedModel(CLIPPreTrainedModel):
     config: ClaverConfig
     base_model_prefix = "claver"
+    # CLIP's flags minus flash attention and external attention backends (vLLM, SGLang): the KMT blocks pass 4-D
+    # masks that those kernels cannot take or ignore. The text tower alone, a `CLIPTextModel`, keeps CLIP's flags.
+    _supports_flash_attn = False
+    _supports_attention_backend = False
     # A classifier's checkpoint carries its text bank (`text_bank.*`, `text_bank_*` before it was a module), which
     # the other classes have no use for (and a CLIP or plain CLAVER checkpoint lacks it: the classifier starts with
     # an empty bank).
@@ -203,6 +210,32 @@ class ClaverPreTrainedModel(CLIPPreTrainedModel):
         # here goes through `transformers.initialization`, which leaves loaded tensors alone: the guard is not
         # needed.
         super()._initialize_weights(module, is_custom_code=False)
+
+    def _check_and_adjust_attn_implementation(
+        self, attn_implementation: str | None, is_init_check: bool = False, allow_all_kernels: bool = False
+    ) -> str:
+        # Called for this model's own config at init (`from_pretrained`, `from_config`) and by
+        # `set_attn_implementation`; refuse unsupported kernels before transformers tries to load them.
+        self._check_attn_implementation(attn_implementation)
+        return super()._check_and_adjust_attn_implementation(
+            attn_implementation, is_init_check=is_init_check, allow_all_kernels=allow_all_kernels
+        )
+
+    def get_correct_attn_implementation(
+        self, requested_attention: str | None, is_init_check: bool = False
+    ) -> str:
+        # `set_attn_implementation` checks the sub-models (the vision tower of a `ClaverModel`) through this one.
+        self._check_attn_implementation(requested_attention)
+        return super().get_correct_attn_implementation(requested_attention, is_init_check=is_init_check)
+
+    def _check_attn_implementation(self, implementation: str | None) -> None:
+        hint = ""
+        if hasattr(self.config, "text_config"):
+            hint = (
+                " The text tower (a CLIP text model) can use other kernels on its own: "
+                f"attn_implementation={{'text_config': {implementation!r}, 'vision_config': 'sdpa'}}."
+            )
+        check_kronecker_attn_implementation(implementation, type(self).__name__, hint)
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
