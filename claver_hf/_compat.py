@@ -12,7 +12,7 @@ claver_hf.
 from __future__ import annotations
 
 import os
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import nn
@@ -25,17 +25,24 @@ from transformers.utils import cached_file
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
+if TYPE_CHECKING:
+    from transformers.processing_utils import ProcessorMixin
+    from transformers.video_processing_utils import BaseVideoProcessor
+
 ModelT = TypeVar("ModelT", bound=PreTrainedModel)
 
 __all__ = [
+    "CheckAttnImplementation",
     "InitializeEveryModule",
     "OutputRecorder",
     "attn_implementation",
     "can_return_tuple",
     "capture_outputs",
     "from_config",
+    "merge_processor_kwargs",
     "optional_cached_file",
     "set_attn_implementation",
+    "standardize_video_kwargs",
     "tensor_version",
 ]
 
@@ -54,6 +61,36 @@ class InitializeEveryModule:
 
     def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False) -> None:
         super()._initialize_weights(module, is_custom_code=False)
+
+
+class CheckAttnImplementation:
+    """Mixin (before the `PreTrainedModel` base) that calls the model's `_check_attn_implementation(name)` whenever
+    transformers settles the attention kernel of the model's own config: at init (`from_pretrained`, `from_config`)
+    and in `set_attn_implementation`, through its private `_check_and_adjust_attn_implementation`. Unsupported kernels
+    are then refused before transformers tries to load them."""
+
+    def _check_and_adjust_attn_implementation(
+        self, attn_implementation: str | None, is_init_check: bool = False, allow_all_kernels: bool = False
+    ) -> str:
+        self._check_attn_implementation(attn_implementation)
+        return super()._check_and_adjust_attn_implementation(
+            attn_implementation, is_init_check=is_init_check, allow_all_kernels=allow_all_kernels
+        )
+
+
+def merge_processor_kwargs(processor: ProcessorMixin, **kwargs: Any) -> dict[str, dict[str, Any]]:
+    """A processor call's arguments sorted by modality (`text_kwargs`, `videos_kwargs`, ...) over the defaults, as
+    transformers' own processors sort them in `__call__`: the private `ProcessorMixin._merge_kwargs`."""
+    return processor._merge_kwargs(**kwargs)
+
+
+def standardize_video_kwargs(video_processor: BaseVideoProcessor, **kwargs: Any) -> dict[str, Any]:
+    """A video processor call's arguments in the form `_preprocess` takes (sizes as `SizeDict`, resampling as the
+    interpolation mode, ...) after checking them, as `BaseVideoProcessor.preprocess` does: its private
+    `_standardize_kwargs` and `_validate_preprocess_kwargs`."""
+    kwargs = video_processor._standardize_kwargs(**kwargs)
+    video_processor._validate_preprocess_kwargs(**kwargs)
+    return kwargs
 
 
 def from_config(model_class: type[ModelT], config: PretrainedConfig, **kwargs: Any) -> ModelT:

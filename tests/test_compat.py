@@ -32,6 +32,10 @@ PYTHON_PRIVATE = {"_SubParsersAction"}
 # Private methods that transformers documents as the ones to override in subclasses.
 DOCUMENTED_HOOKS = {
     "_init_weights",  # PreTrainedModel: a custom model's weight initialisation
+    # BaseVideoProcessor: the steps a model's video processor overrides (its base declares the first two as such)
+    "_decode_and_sample_videos",
+    "_prepare_input_videos",
+    "_preprocess",
     "_sanitize_parameters",  # Pipeline: splitting call arguments between the steps
     "_forward",  # Pipeline: the model step
 }

@@ -63,6 +63,8 @@ def test_reference_checkpoint_matches_reference_forward(tmp_path, reference_sd, 
         "model.safetensors",
         "modeling_claver.py",
         "remote_code.py",
+        "scoring.py",
+        "text_bank.py",
     ]
 
     model = ClaverModel.from_pretrained(out).eval()

@@ -46,6 +46,8 @@ MODEL_FILES = {
     "kronecker.py",
     "modeling_claver.py",
     "remote_code.py",
+    "scoring.py",
+    "text_bank.py",
 }
 VIDEO_PROCESSOR_FILES = {
     "video_processing_claver.py",
