@@ -221,9 +221,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
     plain = grads()
-    # transformers before 5.23 names it `gradient_checkpointing_enable` (a deprecated alias since).
-    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-    enable()
+    model.activation_checkpointing_enable()
     checkpointed = grads()
     assert plain.keys() == checkpointed.keys() and len(plain) > 0
     assert any("temporal_encoder" in n for n in plain)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from huggingface_hub.dataclasses import strict
 from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
 
 # Kept equal to `claver_hf.modeling.kronecker.KRONECKER_MASK_TYPES` (a test checks it); the layer module
 # must not import CLAVER code, and the config must not import modeling code.
@@ -129,11 +128,7 @@ class ClaverConfig(CLIPConfig):
     ```"""
 
     model_type = "claver"
-    # Specs rather than bare config classes, which transformers resolves to specs only from 5.21 on.
-    sub_configs_defaults = {
-        "vision_config": SubConfigSpec(config_class=ClaverVisionConfig),
-        "text_config": SubConfigSpec(config_class=CLIPTextConfig),
-    }
+    sub_configs_defaults = {"vision_config": ClaverVisionConfig, "text_config": CLIPTextConfig}
 
     text_config: dict | CLIPTextConfig | None = None
     vision_config: dict | ClaverVisionConfig | None = None
