@@ -50,6 +50,7 @@ MODEL_FILES = {
     "text_bank.py",
 }
 VIDEO_PROCESSOR_FILES = {
+    "_compat.py",
     "video_processing_claver.py",
     "common.py",
     "container.py",
@@ -59,7 +60,7 @@ VIDEO_PROCESSOR_FILES = {
     "transforms.py",
     "remote_code.py",
 }
-PROCESSOR_FILES = {"processing_claver.py", "bank.py", "_compat.py", "remote_code.py"} | VIDEO_PROCESSOR_FILES
+PROCESSOR_FILES = {"processing_claver.py", "bank.py", "remote_code.py"} | VIDEO_PROCESSOR_FILES
 
 # Run in a fresh interpreter in which `import claver_hf` raises ImportError: everything must come from the folder.
 LOAD_WITHOUT_CLAVER_HF = textwrap.dedent(
