@@ -12,6 +12,7 @@ Exit status: 0 on success, 1 when the command ran but some of its work failed (l
 from __future__ import annotations
 
 import argparse
+import csv
 import logging
 import sys
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from .data.datasets import BUNDLED_LABELS, read_class_names
 from .data.prepare import prepare_videos
 from .processing.tokenization import CLIP_TOKENIZER, load_tokenizer
 from .prompts.bank import ALL_FORMS, BUNDLED_BANKS, INTERPRETIVE_FORMS, load_prompt_bank
-from .prompts.check import check_prompt_bank
+from .prompts.check import STANDARD_PER_FORM, check_prompt_bank
 from .prompts.generate import (
     DEFAULT_SAMPLES_PER_FORM,
     Completer,
@@ -152,11 +153,13 @@ def _add_prompts_check(commands: argparse._SubParsersAction, common: argparse.Ar
     parser = commands.add_parser(
         "check",
         parents=[common],
-        help="check a prompt bank: coverage, counts, duplicates, token lengths",
+        help="check a prompt bank against the paper's standard (counts, wording, duplicates, token lengths)",
         description=(
-            "Check a prompt bank and print a report: labels without prompts, forms with too few sentences, "
-            "sentences used twice or only repeating the class name, and views longer than CLIP's 77 tokens. "
-            "Exits with status 1 if any check fails."
+            "Check a prompt bank and print statistics and every flagged item: labels without prompts, forms "
+            "with fewer than --min-per-form prompts, display names without an -ing verb, prompts used twice, of "
+            "several sentences or only repeating the class name, synonyms that reuse the class name's words "
+            "or name another class's action, near-duplicates and recurring rare phrases inside a class, and "
+            "views longer than CLIP's 77 tokens. Exits with status 1 if any check fails."
         ),
     )
     parser.add_argument(
@@ -166,9 +169,9 @@ def _add_prompts_check(commands: argparse._SubParsersAction, common: argparse.Ar
     parser.add_argument(
         "--min-per-form",
         type=int,
-        default=1,
+        default=STANDARD_PER_FORM,
         metavar="N",
-        help="fewest sentences per class and form (default: 1)",
+        help=f"fewest sentences per class and form (default: {STANDARD_PER_FORM}, the paper's)",
     )
     _add_tokenizer_argument(parser, "count tokens with")
     parser.set_defaults(handler=_prompts_check)
@@ -224,6 +227,12 @@ def _add_prompts_generate(commands: argparse._SubParsersAction, common: argparse
         help=f"forms to generate, among {', '.join(ALL_FORMS)}; "
         f"{', '.join(INTERPRETIVE_FORMS)} are required (default: those)",
     )
+    parser.add_argument(
+        "--display-names",
+        metavar="CSV",
+        help="a `name,display_name` CSV of action names for the templates and the LM, for labels without a verb "
+        "('pommel horse' -> 'doing a routine on a pommel horse'); default: the labels made readable",
+    )
     _add_tokenizer_argument(parser, "cut sentences to 77 tokens with")
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     parser.set_defaults(handler=_prompts_generate)
@@ -237,17 +246,32 @@ def _prompts_generate(args: argparse.Namespace) -> int:
         if args.endpoint
         else TransformersCompleter(args.model)
     )
+    labels = _labels(args.labels)
+    tokenizer = load_tokenizer(args.tokenizer)
     bank = generate_prompt_bank(
-        _labels(args.labels),
+        labels,
         completer,
         args.output,
         dataset=args.dataset or Path(args.labels).stem,
         forms=args.forms,
         samples_per_form=args.samples,
-        tokenizer=load_tokenizer(args.tokenizer),
+        tokenizer=tokenizer,
         progress=not args.no_progress,
+        display_names=_display_names(args.display_names) if args.display_names else None,
     )
     print(f"{len(bank.classes)} classes: {args.output}")
+    report = check_prompt_bank(bank, labels=labels, tokenizer=tokenizer, min_per_form=args.samples)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def _display_names(path: str) -> dict[str, str]:
+    """`name -> display_name` of a CSV with those two columns."""
+    with open(path, newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    if not rows or not {"name", "display_name"} <= set(rows[0]):
+        raise ValueError(f"{path}: expected a CSV with columns 'name' and 'display_name'.")
+    return {row["name"]: row["display_name"] for row in rows}
     return 0
 
 

@@ -18,7 +18,7 @@ SHAPES = [(1, 1), (1, 5), (2, 3), (3, 4), (4, 5), (8, 2)]
 
 
 def spec_blocked(mask_type: str, T: int, L: int) -> torch.Tensor:
-    """SPEC §2's blocked sets written literally with Kronecker products (1 = blocked)."""
+    """The blocked sets of docs/kronecker-masks.md, written literally with Kronecker products (1 = blocked)."""
     I_T, J_T, I_L, J_L = torch.eye(T), torch.ones(T, T), torch.eye(L), torch.ones(L, L)
     U_T = torch.triu(J_T, diagonal=1)
     e0 = torch.zeros(L, L)
@@ -29,7 +29,7 @@ def spec_blocked(mask_type: str, T: int, L: int) -> torch.Tensor:
         "joint": torch.zeros(T * L, T * L),
         "spatial": torch.kron(J_T - I_T, J_L),
         "divided": torch.kron(J_T, J_L - I_L),
-        # Patch rows keep their diagonal so that no row is empty (SPEC §2).
+        # Patch rows keep their diagonal so that no row is empty (docs/kronecker-masks.md).
         "cls_temporal": torch.kron(J_T, J_L - e0) * (1 - torch.eye(T * L)),
     }[mask_type]
     return blocked.bool()

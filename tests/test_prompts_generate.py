@@ -11,7 +11,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,14 +23,13 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from claver_hf.prompts.bank import ALL_FORMS, INTERPRETIVE_FORMS, PromptBank, load_prompt_bank
-from claver_hf.prompts.check import check_prompt_bank
+from claver_hf.prompts.check import adds_to_name, check_prompt_bank
 from claver_hf.prompts.generate import (
     FEW_SHOT,
     MAX_ATTEMPTS,
     EndpointCompleter,
     PromptGenerationError,
     TransformersCompleter,
-    adds_to_name,
     build_prompt,
     clean_completions,
     generate_prompt_bank,
@@ -47,18 +46,18 @@ def _no_proxy(monkeypatch):
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
 
-def completions_body(payload: dict[str, Any], start: int = 0) -> dict[str, Any]:
-    """An OpenAI-style completions response with `n` distinct sentences, numbered from `start`."""
+def varied(key: object) -> str:
+    """A sentence that passes the checks beside any other `varied` sentence: its content words are its own."""
+    return f"Movement {key} bends joint{key} while limb{key} reaches toward place{key}."
+
+
+def completions_body(payload: dict[str, Any], start: int = 0, texts: Iterable[str] = ()) -> dict[str, Any]:
+    """An OpenAI-style completions response: `texts`, then distinct sentences numbered from `start` up to `n`."""
+    texts = list(texts)
+    texts += [f" {varied(start + i)}" for i in range(payload["n"] - len(texts))]
     return {
         "object": "text_completion",
-        "choices": [
-            {
-                "index": i,
-                "text": f" Step {start + i}: the arms swing and the legs bend.",
-                "finish_reason": "stop",
-            }
-            for i in range(payload["n"])
-        ],
+        "choices": [{"index": i, "text": text, "finish_reason": "stop"} for i, text in enumerate(texts)],
     }
 
 
@@ -102,6 +101,10 @@ def serve_completions(responder: Responder) -> Iterator[ThreadingHTTPServer]:
         thread.join(timeout=5)
 
 
+# Display names with verbs, as the check wants, for labels that have none.
+ACTIONS = {"Archery": "practising archery", "HighJump": "doing the high jump"}
+
+
 class FakeCompleter:
     """Returns `n` sentences never returned before (with the tail a base LM writes), and records the
     prompts; raises on the prompt of class `fail_on` like a crash."""
@@ -117,7 +120,7 @@ class FakeCompleter:
             raise RuntimeError("simulated crash")
         self.prompts.append(prompt)
         k = next(self._calls)
-        return [f' "Movement {k}.{i} of the arms and legs."\nplaying guitar => more' for i in range(n)]
+        return [f' "{varied(f"{k}x{i}")}"\nplaying guitar => more' for i in range(n)]
 
 
 # --- post-processing ---------------------------------------------------------------------------------
@@ -186,19 +189,27 @@ def test_generate_writes_a_valid_bank(tmp_path):
     completer = FakeCompleter()
     output = tmp_path / "bank.json"
     bank = generate_prompt_bank(
-        ["HighJump", "brush_hair"], completer, output, dataset="toy", samples_per_form=3, progress=False
+        ["HighJump", "brush_hair"],
+        completer,
+        output,
+        dataset="toy",
+        samples_per_form=3,
+        progress=False,
+        display_names={"HighJump": "doing the high jump"},
     )
     assert len(completer.prompts) == 2 * len(INTERPRETIVE_FORMS)
-    assert completer.prompts[0].endswith("\nhigh jump =>") and completer.prompts[-1].endswith(
+    assert completer.prompts[0].endswith("\ndoing the high jump =>") and completer.prompts[-1].endswith(
         "\nbrush hair =>"
     )
     saved = load_prompt_bank(output)
     assert saved.to_dict() == bank.to_dict()
     assert saved.class_names == ["HighJump", "brush_hair"]
-    assert saved.classes["HighJump"].display_name == "high jump"
+    assert saved.classes["HighJump"].display_name == "doing the high jump"
     sentences = saved.classes["HighJump"].sentences["body_parts"]
-    assert len(sentences) == 3 and all(s.startswith("Movement ") and s.endswith("legs.") for s in sentences)
-    assert check_prompt_bank(saved, labels=["HighJump", "brush_hair"], min_per_form=3).ok
+    assert len(sentences) == 3 and all(s.startswith("Movement ") and s.endswith(".") for s in sentences)
+    report = check_prompt_bank(saved, labels=["HighJump", "brush_hair"], min_per_form=3)
+    # The one problem the generator cannot fix: a display name without a verb, which it reported.
+    assert report.problems == ["'brush_hair': display name 'brush hair' has no -ing verb"]
 
 
 def test_resume_after_a_crash(tmp_path):
@@ -206,7 +217,9 @@ def test_resume_after_a_crash(tmp_path):
     output = tmp_path / "bank.json"
     first = FakeCompleter(fail_on="surfing")
     with pytest.raises(RuntimeError, match="simulated crash"):
-        generate_prompt_bank(labels, first, output, dataset="toy", samples_per_form=2, progress=False)
+        generate_prompt_bank(
+            labels, first, output, dataset="toy", samples_per_form=2, progress=False, display_names=ACTIONS
+        )
     # The file holds every class finished before the crash, and is a valid bank.
     assert load_prompt_bank(output).class_names == ["Archery", "HighJump"]
     before = load_prompt_bank(output).to_dict()["classes"]
@@ -219,13 +232,15 @@ def test_resume_after_a_crash(tmp_path):
             return super().complete(prompt, n)
 
     second = Watching()
-    bank = generate_prompt_bank(labels, second, output, dataset="toy", samples_per_form=2, progress=False)
+    bank = generate_prompt_bank(
+        labels, second, output, dataset="toy", samples_per_form=2, progress=False, display_names=ACTIONS
+    )
     assert len(second.prompts) == len(INTERPRETIVE_FORMS)
     assert all(prompt.endswith("\nsurfing =>") for prompt in second.prompts)
     assert snapshots == [["Archery", "HighJump"]] * len(INTERPRETIVE_FORMS)
     assert bank.class_names == labels
     assert {name: bank.to_dict()["classes"][name] for name in before} == before
-    assert check_prompt_bank(load_prompt_bank(output), labels=labels).ok
+    assert check_prompt_bank(load_prompt_bank(output), labels=labels, min_per_form=2).ok
 
 
 def test_resume_adds_missing_forms_and_keeps_unreached_classes(tmp_path):
@@ -252,22 +267,38 @@ def test_refuses_to_overwrite_another_label_set(tmp_path):
     assert load_prompt_bank(output).class_names == ["Archery"]
 
 
-def test_samples_again_when_short_of_sentences(tmp_path):
-    class OnePerForm:
-        """The same sentence for every sample of a form: one usable sentence however often it is asked."""
+def test_samples_again_until_the_form_is_full(tmp_path):
+    class OneNewPerRound:
+        """One new sentence per request, the rest repeats of it: a form fills one sentence per round."""
 
         calls = 0
 
         def complete(self, prompt: str, n: int) -> list[str]:
             self.calls += 1
-            return [f" The bow string is drawn back: {prompt.split(chr(10))[0]}"] * n
+            return [f" {varied(self.calls)}"] * n
 
-    completer = OnePerForm()
+    completer = OneNewPerRound()
     bank = generate_prompt_bank(
         ["Archery"], completer, tmp_path / "a.json", dataset="toy", samples_per_form=3, progress=False
     )
-    assert completer.calls == MAX_ATTEMPTS * len(INTERPRETIVE_FORMS)
-    assert all(len(sentences) == 1 for sentences in bank.classes["Archery"].sentences.values())
+    assert completer.calls == 3 * len(INTERPRETIVE_FORMS)
+    assert all(len(sentences) == 3 for sentences in bank.classes["Archery"].sentences.values())
+
+
+def test_fails_when_a_form_stays_short_naming_why(tmp_path):
+    class SameSentence:
+        calls = 0
+
+        def complete(self, prompt: str, n: int) -> list[str]:
+            self.calls += 1
+            return [" The bow string is drawn back to the cheek and released."] * n
+
+    completer = SameSentence()
+    with pytest.raises(
+        PromptGenerationError, match=r"Only 1 of 3 usable 'decomposition'.*used before in the bank"
+    ):
+        generate_prompt_bank(["Archery"], completer, tmp_path / "a.json", dataset="toy", samples_per_form=3)
+    assert completer.calls == MAX_ATTEMPTS
 
 
 def test_fails_naming_class_and_form_without_usable_text(tmp_path):
@@ -374,7 +405,7 @@ def test_endpoint_completer_retries_a_server_error():
     with serve_completions(responder) as server:
         completer = EndpointCompleter(server.url, model="llama-3-8b", api_key="secret", backoff=0.01)
         texts = completer.complete("Describe.\nhigh jump =>", 4)
-    assert texts == [f" Step {i}: the arms swing and the legs bend." for i in range(4)]
+    assert texts == [f" {varied(i)}" for i in range(4)]
     assert len(server.requests) == 2
     path, headers, payload = server.requests[-1]
     assert path == "/v1/completions"
@@ -394,7 +425,12 @@ def test_endpoint_generates_a_bank(tmp_path):
     with serve_completions(counting_responder()) as server:
         completer = EndpointCompleter(f"{server.url}/v1", backoff=0.01)
         bank = generate_prompt_bank(
-            ["Archery", "Surfing"], completer, tmp_path / "bank.json", dataset="toy", progress=False
+            ["Archery", "Surfing"],
+            completer,
+            tmp_path / "bank.json",
+            dataset="toy",
+            progress=False,
+            display_names=ACTIONS,
         )
     assert len(server.requests) == 2 * len(INTERPRETIVE_FORMS)
     assert all("model" not in payload and payload["n"] == 5 for _, _, payload in server.requests)
@@ -402,6 +438,43 @@ def test_endpoint_generates_a_bank(tmp_path):
         len(entry.sentences[form]) == 5 for entry in bank.classes.values() for form in INTERPRETIVE_FORMS
     )
     assert check_prompt_bank(load_prompt_bank(tmp_path / "bank.json"), min_per_form=5).ok
+
+
+def test_endpoint_with_good_and_bad_answers_writes_a_bank_that_passes_the_check(tmp_path):
+    # The kinds of answer the check fails, for the forms they apply to.
+    bad = {
+        "synonyms": [
+            " Surfing on big waves at the beach.",  # repeats the one-word class name
+            " A rider stands and balances on a board. The wave breaks behind.",  # two sentences
+            " Someone is practising archery on the sand.",  # the name of another class
+        ],
+        "decomposition": [" Archery.", " A person is doing archery."],  # only the class name
+    }
+    counter = itertools.count()
+
+    def responder(payload):
+        form = next(
+            form for form in INTERPRETIVE_FORMS if payload["prompt"].startswith(FEW_SHOT[form].instruction)
+        )
+        start = next(counter) * 10
+        # A good answer, a near-duplicate of it, the bad ones of the form, then further good ones.
+        texts = [f" {varied(start)}", f" {varied(start)[:-1]} again.", *bad.get(form, [])]
+        return 200, completions_body(payload, start + 1, texts[: payload["n"]])
+
+    labels = ["Archery", "Surfing"]
+    with serve_completions(responder) as server:
+        completer = EndpointCompleter(server.url, backoff=0.01)
+        bank = generate_prompt_bank(
+            labels, completer, tmp_path / "bank.json", dataset="toy", progress=False, display_names=ACTIONS
+        )
+    # Bad answers cost further rounds.
+    assert len(server.requests) > len(labels) * len(INTERPRETIVE_FORMS)
+    report = check_prompt_bank(load_prompt_bank(tmp_path / "bank.json"), labels=labels)
+    assert report.ok, report.format()
+    sentences = [s for entry in bank.classes.values() for ss in entry.sentences.values() for s in ss]
+    assert len(sentences) == 2 * 3 * 5
+    assert not any(s.strip() in {b.strip() for bs in bad.values() for b in bs} for s in sentences)
+    assert not any(s.endswith("again.") for s in sentences)
 
 
 def test_endpoint_persistent_failure_names_the_url():

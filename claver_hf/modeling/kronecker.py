@@ -19,7 +19,7 @@ torch.Size([2, 400, 256])
 
 ```
 
-Mask semantics (SPEC §2, `1` = blocked, rows = queries): with `I` identity, `J` all-ones,
+Mask semantics (docs/kronecker-masks.md, `1` = blocked, rows = queries): with `I` identity, `J` all-ones,
 `U = triu(J_T, 1)`,
 
 | type           | blocked set                                |
@@ -165,7 +165,7 @@ def kronecker_allowed_mask(
 ) -> torch.Tensor:
     """Boolean `(T·L, T·L)` matrix, `True` where a query (row) may attend to a key (column).
 
-    This is the complement of the SPEC's blocked set (the Kronecker formulas in the module docstring).
+    This is the complement of the blocked set (the Kronecker formulas in the module docstring, docs/kronecker-masks.md).
     """
     _check(mask_type, num_frames, tokens_per_frame)
     idx = torch.arange(num_frames * tokens_per_frame, device=device)

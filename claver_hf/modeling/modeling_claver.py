@@ -500,7 +500,7 @@ class ClaverModel(ClaverPreTrainedModel):
     ) -> ClaverVideoFeaturesOutput:
         """Video encoder output with `pooler_output` = video embeddings `(B, E)` and `frame_embeds` `(B, T, E)`.
 
-        The video embedding is the mean over frames of the L2-normalised frame embeddings (SPEC §1.5).
+        The video embedding is the mean over frames of the L2-normalised frame embeddings (docs/video-encoder.md, step 5).
         """
         vision_outputs = self.vision_model(
             pixel_values=pixel_values,

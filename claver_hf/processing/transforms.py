@@ -53,7 +53,7 @@ def training_transform(
     color_jitter_prob: float,
     grayscale_prob: float,
 ) -> v2.Transform:
-    """SPEC §4's training augmentation on uint8 clips: short side `short_side`, multi-scale crop to
+    """The paper's training augmentation (docs/recipe.md) on uint8 clips: short side `short_side`, multi-scale crop to
     `crop_size`, horizontal flip, colour jitter, grayscale."""
     return v2.Compose(
         [

@@ -1,4 +1,4 @@
-"""Interpretive prompts written by a language model, following the reference recipe (SPEC §3).
+"""Interpretive prompts written by a language model, following the reference recipe (docs/text-bank.md).
 
 A base (not chat) LM completes a few-shot prompt per class and form::
 
@@ -8,10 +8,13 @@ A base (not chat) LM completes a few-shot prompt per class and form::
     riding a bike => <example>
     <class display name> =>
 
-sampling with temperature 0.9 and top-p 0.95, at most 77 new tokens, `n` samples per class and form. Each
-completion is cut at its first line break or `=>` (where a base LM starts the next example), stripped of
-quotes, and kept only if it is new to the bank and says more than the class name; with a tokenizer it is
-cut to CLIP's 77-token context.
+sampling with temperature 0.9 and top-p 0.95, at most 77 new tokens, 5 samples per class and form (the three
+forms x 5 of the paper). Each completion is cut at its first line break or `=>` (where a base LM starts the next
+example), stripped of quotes, cut to CLIP's 77-token context with a tokenizer, and kept only if it passes the
+checks of `claver-hf prompts check` that apply to one prompt (`sentence_problems`: one sentence, more than the
+class name, synonyms in other words than the name and without another class's action name), is new to the
+bank, and is neither a near-duplicate of nor shares a phrase with a prompt already kept for the class. A form
+short of its prompts is sampled again, so that what is written passes the check.
 
 Two backends share the `Completer` interface: `TransformersCompleter` runs any causal LM locally,
 `EndpointCompleter` asks an OpenAI-compatible ``/v1/completions`` server (vLLM, llama.cpp, TGI, ...).
@@ -50,7 +53,15 @@ from .bank import (
     load_prompt_bank,
     normalize_sentence,
 )
-from .check import CLIP_CONTEXT_LENGTH, adds_to_name
+from .check import (
+    CLIP_CONTEXT_LENGTH,
+    action_terms,
+    content_words,
+    has_action_verb,
+    near_duplicate,
+    phrases,
+    sentence_problems,
+)
 from .templates import TEMPLATES
 
 logger = logging.getLogger(__name__)
@@ -59,8 +70,8 @@ TEMPERATURE = 0.9
 TOP_P = 0.95
 MAX_NEW_TOKENS = 77
 DEFAULT_SAMPLES_PER_FORM = 5
-# Rounds of sampling per class and form before giving up on a form that yields no usable sentence.
-MAX_ATTEMPTS = 3
+# Rounds of sampling per class and form before giving up on a form short of usable sentences.
+MAX_ATTEMPTS = 6
 # Where a base LM ends one answer and begins the next few-shot line.
 STOP_STRINGS = ("\n", "=>")
 _QUOTES = "\"'`“”‘’"
@@ -80,7 +91,7 @@ class FewShot:
 
 FEW_SHOT: dict[str, FewShot] = {
     "decomposition": FewShot(
-        "Describe how each action unfolds, step by step, in one sentence.",
+        "Describe how each action unfolds, step by step, in one sentence; five different descriptions per action.",
         (
             (
                 "high jump",
@@ -100,7 +111,7 @@ FEW_SHOT: dict[str, FewShot] = {
         ),
     ),
     "body_parts": FewShot(
-        "Describe which parts of the body move during each action and how, in one sentence.",
+        "Describe which parts of the body move during each action and how, in one sentence; five different ones.",
         (
             (
                 "high jump",
@@ -120,7 +131,7 @@ FEW_SHOT: dict[str, FewShot] = {
         ),
     ),
     "synonyms": FewShot(
-        "Say the same as each action with other words and verbs, in one sentence.",
+        "Say what each action is with other verbs and words than its name, in one sentence; five different ones.",
         (
             ("high jump", "Leaping over a raised horizontal bar in an athletics event."),
             ("brushing teeth", "Cleaning one's mouth with a toothbrush and toothpaste."),
@@ -368,9 +379,10 @@ def generate_prompt_bank(
     """Generate the interpretive prompts of `labels` into a prompt bank file, resumably.
 
     For every class and form, `completer` samples `samples_per_form` completions of the few-shot prompt
-    (`build_prompt`); the usable ones (`clean_completions`) are kept if new to the bank and saying more than
-    the class name (`adds_to_name`). A form with fewer than `samples_per_form` sentences is sampled again,
-    up to `MAX_ATTEMPTS` rounds; one with none then raises `PromptGenerationError`.
+    (`build_prompt`); the usable ones (`clean_completions`) are kept if they pass `sentence_problems`, are new
+    to the bank, and neither are near-duplicates of nor share a phrase with the class's prompts kept so far.
+    A form short of `samples_per_form` prompts is sampled again, up to `MAX_ATTEMPTS` rounds, after which
+    `PromptGenerationError` names the class, the form and why the last candidates were refused.
 
     `output_path` is rewritten atomically after each class generated, so it is always a valid bank. Classes
     already in it keep their sentences and display name, and only their missing `forms` are generated:
@@ -385,7 +397,8 @@ def generate_prompt_bank(
         samples_per_form: sentences wanted per class and form.
         tokenizer: CLIP's tokenizer, to cut sentences to its 77-token context.
         progress: show a progress bar.
-        display_names: class name -> name given to the LM; default `display_name(class_name)`.
+        display_names: class name -> name for the templates and the LM; default `display_name(class_name)`.
+            Names without an -ing verb ("pommel horse") are logged: the check fails them.
         few_shot: the instruction and examples per form.
 
     Returns:
@@ -415,15 +428,29 @@ def generate_prompt_bank(
                 "refusing to overwrite it. Choose another output file."
             )
     seen = {normalize_sentence(s) for entry in done.values() for ss in entry.sentences.values() for s in ss}
-    display_names = display_names or {}
+    names = {
+        name: done[name].display_name
+        if name in done
+        else (display_names or {}).get(name) or display_name(name)
+        for name in labels
+    }
+    verbless = [display for display in names.values() if not has_action_verb(display)]
+    if verbless:
+        logger.warning(
+            "%d display name(s) have no -ing verb, so templates such as 'The man is {}.' read badly and the "
+            "check fails them; give action names (e.g. 'doing a routine on a pommel horse'): %s",
+            len(verbless),
+            verbless[:10],
+        )
+    terms = {name: action_terms(name, display) for name, display in names.items()}
 
     finished: dict[str, ClassPrompts] = {}
     for name in tqdm(labels, desc="prompts", unit="class", disable=not progress):
-        entry = done.get(name) or ClassPrompts(display_names.get(name) or display_name(name))
+        entry = done.get(name) or ClassPrompts(names[name])
         todo = [form for form in forms if form not in entry.sentences]
         for form in todo:
             entry.sentences[form] = _generate_form(
-                name, entry.display_name, form, completer, samples_per_form, tokenizer, seen, few_shot
+                _ClassDraft(name, entry, terms), form, completer, samples_per_form, tokenizer, seen, few_shot
             )
         entry.sentences = {form: entry.sentences[form] for form in ALL_FORMS if form in entry.sentences}
         finished[name] = entry
@@ -440,9 +467,32 @@ def _bank_of(labels: Sequence[str], classes: Mapping[str, ClassPrompts], dataset
     return PromptBank(dataset, list(TEMPLATES), {name: classes[name] for name in labels if name in classes})
 
 
+@dataclass
+class _ClassDraft:
+    """A class being generated: its entry so far and the action names of the label set."""
+
+    name: str
+    entry: ClassPrompts
+    terms: Mapping[str, Iterable[str]]
+
+    def refusal(self, text: str, form: str, kept: Sequence[str]) -> str | None:
+        """Why the candidate `text` cannot join the class's prompts (with `kept`, this form's so far), or None."""
+        problems = sentence_problems(text, form, self.name, self.entry.display_name, self.terms)
+        if problems:
+            return problems[0]
+        prompts = [*kept, *(s for sentences in self.entry.sentences.values() for s in sentences)]
+        name_words = content_words(f"{display_name(self.name)} {self.entry.display_name}")
+        for other in prompts:
+            if near_duplicate(text, other):
+                return f"near-duplicate of {other!r}"
+            shared = [p for p in phrases(text) & phrases(other) if not content_words(p) <= name_words]
+            if shared:
+                return f"shares the phrase {shared[0]!r} with {other!r}"
+        return None
+
+
 def _generate_form(
-    class_name: str,
-    display: str,
+    draft: _ClassDraft,
     form: str,
     completer: Completer,
     samples: int,
@@ -450,26 +500,26 @@ def _generate_form(
     seen: set[str],
     few_shot: Mapping[str, FewShot],
 ) -> list[str]:
-    """Up to `samples` new sentences of one class and form (see `generate_prompt_bank`)."""
-    prompt = build_prompt(display, form, few_shot)
+    """`samples` new sentences of one class and form (see `generate_prompt_bank`)."""
+    prompt = build_prompt(draft.entry.display_name, form, few_shot)
     kept: list[str] = []
+    refused: list[str] = []
     for _ in range(MAX_ATTEMPTS):
-        completions = completer.complete(prompt, samples)
-        for text in clean_completions(completions, tokenizer):
+        for text in clean_completions(completer.complete(prompt, samples), tokenizer):
             key = normalize_sentence(text)
-            # Sentences used anywhere in the bank, or that only repeat the class name, fail the check.
-            if len(kept) < samples and key not in seen and adds_to_name(text, class_name, display):
+            reason = "used before in the bank" if key in seen else draft.refusal(text, form, kept)
+            if reason is not None:
+                refused.append(f"{text!r}: {reason}")
+            elif len(kept) < samples:
                 seen.add(key)
                 kept.append(text)
         if len(kept) == samples:
             return kept
-    if not kept:
-        raise PromptGenerationError(
-            f"No usable {form!r} sentence for class {class_name!r} ({display!r}) after {MAX_ATTEMPTS} "
-            f"rounds of {samples} samples; last completions: {completions[:samples]!r}"
-        )
-    logger.info("%r, %s: %d of %d sentences", class_name, form, len(kept), samples)
-    return kept
+    raise PromptGenerationError(
+        f"Only {len(kept)} of {samples} usable {form!r} sentences for class {draft.name!r} "
+        f"({draft.entry.display_name!r}) after {MAX_ATTEMPTS} rounds of {samples} samples; the last refused: "
+        + "; ".join(refused[-samples:] or ["(no text in the completions)"])
+    )
 
 
 def _save_atomically(bank: PromptBank, path: Path) -> None:

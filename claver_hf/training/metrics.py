@@ -1,5 +1,5 @@
 """Evaluation: top-k accuracy through `evaluate` (offline, with the module shipped here), multi-view testing
-(clips × crops, SPEC §3/§4) and the confusion matrix."""
+(clips × crops, docs/text-bank.md#inference-the-scoring-rule) and the confusion matrix."""
 
 from __future__ import annotations
 

@@ -348,7 +348,7 @@ def _model_card(
     return model_card(
         plan.model, plan.processor, str(output_dir), base_model=model_args.model_name_or_path,
         eval_results=evaluations, evaluation_protocol=protocol,
-        training=f"{training} with claver-hf's run_video_classification (SPEC §4 recipe defaults).",
+        training=f"{training} with claver-hf's run_video_classification (the paper's recipe as defaults).",
     )  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from .optim import claver_parameter_groups
 
 @dataclass
 class ClaverTrainingArguments(TrainingArguments):
-    """`TrainingArguments` with SPEC §4's defaults: AdamW betas (0.9, 0.98), eps 1e-8, weight decay 0.001,
+    """`TrainingArguments` with the paper's defaults (docs/recipe.md): AdamW betas (0.9, 0.98), eps 1e-8, weight decay 0.001,
     learning rate 1.2e-5 for CLIP weights and 10× for the temporal parts, warm-up then cosine to lr / 100.
 
     On a machine without an accelerator `use_cpu` is implied, so one command line serves GPUs and CPUs alike:

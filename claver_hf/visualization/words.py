@@ -1,7 +1,7 @@
 """Which words of a prompt make it match a video: word importance for the video-text similarity.
 
 The similarity explained is the one CLAVER's logits scale: `<video embedding, normalised text embedding>`
-(the video embedding is the mean of the normalised frame embeddings, SPEC §1.5). Two methods:
+(the video embedding is the mean of the normalised frame embeddings, docs/video-encoder.md, step 5). Two methods:
 
 - `"gradient"` (gradient × input): for each token, the dot product of its token embedding with the gradient
   of the similarity with respect to that embedding; a first-order estimate of the similarity lost if the
