@@ -21,7 +21,6 @@ from pathlib import Path
 from .configuration.configuration_claver import KRONECKER_MASK_TYPES
 from .data.datasets import BUNDLED_LABELS, read_class_names
 from .data.prepare import prepare_videos
-from .processing.decoding import VIDEO_EXTENSIONS
 from .processing.tokenization import CLIP_TOKENIZER, load_tokenizer
 from .prompts.bank import ALL_FORMS, BUNDLED_BANKS, INTERPRETIVE_FORMS, load_prompt_bank
 from .prompts.check import STANDARD_PER_FORM, check_prompt_bank
@@ -33,6 +32,7 @@ from .prompts.generate import (
     TransformersCompleter,
     generate_prompt_bank,
 )
+from .video_io.common import VIDEO_EXTENSIONS
 
 PROG = "claver-hf"
 LABELS_HELP = f"class names: an id,name CSV or a bundled list ({', '.join(BUNDLED_LABELS)})"

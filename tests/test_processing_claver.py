@@ -279,7 +279,7 @@ def test_do_sample_frames_false_uses_every_frame_given(processor):
 
 def test_do_sample_frames_false_decodes_a_whole_file(tmp_path, processor):
     """A file without frame sampling is decoded whole (it raised AttributeError before)."""
-    from claver_hf.processing.decoding import read_frames
+    from claver_hf.video_io import read_frames
 
     from .videos import write_video
 

@@ -41,6 +41,7 @@ from .videos import write_video
 
 LABELS = ["ApplyEyeMakeup", "ApplyLipstick", "Archery"]  # the first classes of the bundled ucf101 bank
 MODEL_FILES = {
+    "_compat.py",
     "configuration_claver.py",
     "kronecker.py",
     "modeling_claver.py",
@@ -49,8 +50,12 @@ MODEL_FILES = {
     "text_bank.py",
 }
 VIDEO_PROCESSOR_FILES = {
+    "_compat.py",
     "video_processing_claver.py",
-    "decoding.py",
+    "common.py",
+    "container.py",
+    "sparse_reader.py",
+    "backends.py",
     "sampling.py",
     "transforms.py",
     "remote_code.py",

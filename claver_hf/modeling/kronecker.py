@@ -73,6 +73,8 @@ import torch
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.clip.modeling_clip import CLIPAttention, CLIPEncoderLayer, eager_attention_forward
 
+from .._compat import attn_implementation
+
 _V = TypeVar("_V")
 KroneckerMaskType = Literal["kmta", "kmcta", "joint", "spatial", "divided", "cls_temporal"]
 
@@ -415,7 +417,7 @@ class KroneckerMaskAttention(CLIPAttention):
         keys = self.k_proj(hidden_states).view(shape).transpose(1, 2)
         values = self.v_proj(hidden_states).view(shape).transpose(1, 2)
 
-        implementation = self.config._attn_implementation or "eager"
+        implementation = attn_implementation(self.config) or "eager"
         check_kronecker_attn_implementation(implementation, type(self).__name__)
         attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         dropout = self.dropout if self.training else 0.0

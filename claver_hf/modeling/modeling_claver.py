@@ -24,9 +24,15 @@ from transformers.models.clip.modeling_clip import (
     CLIPVisionEmbeddings,
 )
 from transformers.utils import ModelOutput, logging
-from transformers.utils.generic import can_return_tuple
-from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
+from .._compat import (
+    CheckAttnImplementation,
+    InitializeEveryModule,
+    OutputRecorder,
+    can_return_tuple,
+    capture_outputs,
+    from_config,
+)
 from ..configuration.configuration_claver import ClaverConfig, ClaverVisionConfig
 from ..remote_code import save_remote_code
 from .kronecker import KroneckerEncoderLayer, KroneckerMaskAttention, check_kronecker_attn_implementation
@@ -174,7 +180,7 @@ class ClaverTemporalEncoder(nn.Module):
         return hidden_states
 
 
-class ClaverPreTrainedModel(CLIPPreTrainedModel):
+class ClaverPreTrainedModel(InitializeEveryModule, CheckAttnImplementation, CLIPPreTrainedModel):
     config: ClaverConfig
     base_model_prefix = "claver"
     # CLIP's flags minus flash attention and external attention backends (vLLM, SGLang): the KMT blocks pass 4-D
@@ -200,26 +206,6 @@ class ClaverPreTrainedModel(CLIPPreTrainedModel):
         "temporal_hidden_states": OutputRecorder(KroneckerEncoderLayer, capture_initial_hidden_state=False),
         "temporal_attentions": OutputRecorder(KroneckerMaskAttention, index=1),
     }
-
-    def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False) -> None:
-        # For models defined outside transformers, transformers skips every module that owns no parameter itself,
-        # guarding against custom inits that write tensors in place. CLIP sets its attention and MLP inits on
-        # exactly such modules (`CLIPAttention`, `CLIPMLP`: the weights live in child `nn.Linear`s), so the
-        # vision tower and the KMT blocks kept the generic 0.02 of every Linear, which shrinks their residual
-        # branches several times (the CLS token then barely depends on the frames at initialisation). Every init
-        # here goes through `transformers.initialization`, which leaves loaded tensors alone: the guard is not
-        # needed.
-        super()._initialize_weights(module, is_custom_code=False)
-
-    def _check_and_adjust_attn_implementation(
-        self, attn_implementation: str | None, is_init_check: bool = False, allow_all_kernels: bool = False
-    ) -> str:
-        # Called for this model's own config at init (`from_pretrained`, `from_config`) and by
-        # `set_attn_implementation`; refuse unsupported kernels before transformers tries to load them.
-        self._check_attn_implementation(attn_implementation)
-        return super()._check_and_adjust_attn_implementation(
-            attn_implementation, is_init_check=is_init_check, allow_all_kernels=allow_all_kernels
-        )
 
     def get_correct_attn_implementation(
         self, requested_attention: str | None, is_init_check: bool = False
@@ -446,8 +432,8 @@ class ClaverModel(ClaverPreTrainedModel):
         self.text_embed_dim = text_config.hidden_size
         self.vision_embed_dim = vision_config.hidden_size
 
-        self.text_model = CLIPTextModel._from_config(text_config)
-        self.vision_model = ClaverVisionModel._from_config(vision_config)
+        self.text_model = from_config(CLIPTextModel, text_config)
+        self.vision_model = from_config(ClaverVisionModel, vision_config)
         self.visual_projection = nn.Linear(self.vision_embed_dim, self.projection_dim, bias=False)
         self.text_projection = nn.Linear(self.text_embed_dim, self.projection_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
@@ -630,7 +616,7 @@ class ClaverForVideoClassification(ClaverPreTrainedModel):
 
     def __init__(self, config: ClaverConfig):
         super().__init__(config)
-        self.claver = ClaverModel._from_config(config)
+        self.claver = from_config(ClaverModel, config)
         self.text_bank = ClaverTextBank(
             config.text_bank_num_views, config.num_labels, config.text_bank_max_length
         )

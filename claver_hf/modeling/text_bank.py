@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from .._compat import tensor_version
+
 TextEncoder = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """`(..., S)` token ids and attention mask -> `(..., E)` normalised text embeddings."""
 
@@ -118,7 +120,7 @@ class ClaverTextBank(nn.Module):
 
     def _cache_key(self, weights: Sequence[torch.Tensor]) -> tuple:
         tensors = [*weights, self.input_ids, self.attention_mask]
-        return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+        return tuple((t.data_ptr(), tensor_version(t), t.dtype, t.device) for t in tensors)
 
     def embeddings(
         self, encode: TextEncoder, weights: Sequence[torch.Tensor], use_cache: bool = False

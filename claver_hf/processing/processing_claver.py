@@ -9,8 +9,9 @@ from typing import Any
 import torch
 from transformers.image_processing_utils import BatchFeature
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
-from transformers.utils import cached_file, logging
+from transformers.utils import logging
 
+from .._compat import merge_processor_kwargs, optional_cached_file
 from ..prompts.bank import INTERPRETIVE_FORMS, PromptBank, load_prompt_bank
 from ..remote_code import save_remote_code
 from .video_processing_claver import ClaverVideoProcessorKwargs
@@ -98,7 +99,7 @@ class ClaverProcessor(ProcessorMixin):
         only those are tokenised again, whole."""
         if self._warned_truncation:
             return
-        merged = self._merge_kwargs(tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
+        merged = merge_processor_kwargs(self, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
         text_kwargs = merged["text_kwargs"]
         max_length = text_kwargs.get("max_length")
         if not text_kwargs.get("truncation") or max_length is None or "attention_mask" not in outputs:
@@ -183,10 +184,9 @@ class ClaverProcessor(ProcessorMixin):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
         processor = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        bank_file = cached_file(
+        bank_file = optional_cached_file(
             pretrained_model_name_or_path,
             cls.prompt_bank_file,
-            _raise_exceptions_for_missing_entries=False,
             **{
                 k: v for k, v in kwargs.items() if k in ("cache_dir", "revision", "token", "local_files_only")
             },

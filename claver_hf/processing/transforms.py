@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as tvF
-from torchvision.transforms.v2._utils import query_size
+from torchvision.transforms.v2 import query_size
 
 
 class MultiScaleCrop(v2.Transform):
@@ -42,9 +42,7 @@ class MultiScaleCrop(v2.Transform):
         return {"top": top, "left": left, "height": crop_h, "width": crop_w}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        return self._call_kernel(
-            tvF.resized_crop, inpt, **params, size=[self.size, self.size], antialias=True
-        )
+        return tvF.resized_crop(inpt, **params, size=[self.size, self.size], antialias=True)
 
 
 def training_transform(

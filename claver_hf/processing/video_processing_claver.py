@@ -24,8 +24,10 @@ from transformers.utils import TensorType
 from transformers.video_processing_utils import BaseVideoProcessor
 from transformers.video_utils import VideoMetadata, make_batched_metadata
 
+from .._compat import standardize_video_kwargs
 from ..remote_code import save_remote_code
-from .decoding import probe_video, read_frames
+from ..video_io.backends import read_frames
+from ..video_io.container import probe_video
 from .sampling import multi_clip_indices, segment_indices
 from .transforms import evaluation_crops, training_transform
 
@@ -151,8 +153,7 @@ class ClaverVideoProcessor(BaseVideoProcessor):
             videos=videos, do_convert_rgb=do_convert_rgb, input_data_format=input_data_format, device=device
         )
 
-        kwargs = self._standardize_kwargs(**kwargs)
-        self._validate_preprocess_kwargs(**kwargs)
+        kwargs = standardize_video_kwargs(self, **kwargs)
 
         kwargs.pop("data_format")
         return_metadata = kwargs.pop("return_metadata")

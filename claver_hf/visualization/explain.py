@@ -30,13 +30,13 @@ from transformers.utils import logging
 
 from ..modeling.scoring import class_log_probs
 from ..pipelines.label_embeddings import LabelViewEmbeddings
-from ..processing.decoding import probe_video
 from ..processing.processing_claver import ClaverProcessor
 from ..processing.sampling import segment_indices
 from ..processing.video_processing_claver import ClaverVideoProcessor
 from ..prompts.bank import PromptBank
 from ..prompts.label_views import resolve_label_views
-from .attention import AnyClaverModel, AttentionMethod, base_model, video_attention_maps
+from ..video_io.container import probe_video
+from .attention import AnyClaverModel, AttentionMethod, video_attention_maps
 from .render import attention_tiles, save_gif, save_grid, save_mp4, save_word_importance
 from .words import WordMethod, word_scores
 
@@ -121,7 +121,7 @@ def explain_video(
     bank = processor.prompt_bank if prompt_bank is None else prompt_bank
     label_views = resolve_label_views(labels, bank)
     labels = label_views.labels
-    claver = base_model(model)
+    claver = model.base_model
     if claver.training:
         logger.warning(
             "explain_video: the model is in training mode; call `model.eval()` for deterministic maps."

@@ -25,7 +25,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ..modeling.modeling_claver import ClaverModel
 from ..processing.processing_claver import ClaverProcessor
-from .attention import AnyClaverModel, base_model
+from .attention import AnyClaverModel
 
 WordMethod = Literal["gradient", "occlusion"]
 WORD_METHODS: tuple[str, ...] = ("gradient", "occlusion")
@@ -108,7 +108,7 @@ def word_scores(
     """[`word_importance`] for an already computed video embedding `(E,)` (or `(1, E)`)."""
     if method not in WORD_METHODS:
         raise ValueError(f"Unknown word importance method {method!r}; expected one of {WORD_METHODS}.")
-    model = base_model(model)
+    model = model.base_model
     video_embed = video_embed.detach().reshape(-1)
     max_length = model.config.text_config.max_position_embeddings
     input_ids, words, spans = _words(tokenizer, text, max_length)
@@ -143,7 +143,7 @@ def word_importance(
     Returns:
         `(word, importance)` pairs in text order; the importances of a word's pieces are summed.
     """
-    model = base_model(model)
+    model = model.base_model
     param = next(model.parameters())
     with torch.no_grad():
         video_embed = model.get_video_features(
