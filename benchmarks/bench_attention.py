@@ -46,6 +46,7 @@ from machine import machine_description
 from torch import nn
 from transformers import CLIPVisionConfig
 
+from claver_hf._compat import set_attn_implementation
 from claver_hf.modeling.kronecker import KroneckerEncoderLayer, KroneckerMaskAttention
 
 Part = Literal["attention", "block"]
@@ -150,7 +151,7 @@ def clip_config(shape: Shape) -> CLIPVisionConfig:
     config = CLIPVisionConfig(
         hidden_size=shape.width, intermediate_size=shape.intermediate, num_attention_heads=shape.heads
     )
-    config._attn_implementation = "sdpa"
+    set_attn_implementation(config, "sdpa")
     return config
 
 

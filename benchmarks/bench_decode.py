@@ -62,9 +62,9 @@ import torch.nn.functional as F
 from machine import machine_description
 from transformers.video_utils import VideoMetadata, load_video
 
-from claver_hf.processing.decoding import probe_video, read_frames_with_stats
 from claver_hf.processing.sampling import segment_indices
 from claver_hf.processing.video_processing_claver import ClaverVideoProcessor
+from claver_hf.video_io import probe_video, read_frames_with_stats
 
 FPS = 30
 GOP = 60  # a key frame every 2 s

@@ -35,6 +35,7 @@ from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from claver_hf import ClaverConfig, ClaverForVideoClassification, preset_config
+from claver_hf._compat import from_config
 
 NUM_CLASSES = 400
 
@@ -51,7 +52,7 @@ class MeanPoolingCLIP(nn.Module):
 
     def __init__(self, config: CLIPVisionConfig, projection_dim: int, num_classes: int):
         super().__init__()
-        self.vision = CLIPVisionModelWithProjection._from_config(config, attn_implementation="sdpa")
+        self.vision = from_config(CLIPVisionModelWithProjection, config, attn_implementation="sdpa")
         text_features = nn.functional.normalize(torch.randn(num_classes, projection_dim), dim=-1)
         self.register_buffer("text_features", text_features)
         self.logit_scale = nn.Parameter(torch.tensor(4.6052))
@@ -83,7 +84,7 @@ def claver_config(args: argparse.Namespace, mask: str) -> ClaverConfig:
 def build_claver(args: argparse.Namespace, mask: str, attention: str) -> nn.Module:
     config = claver_config(args, mask)
     config.id2label = {i: f"class {i}" for i in range(NUM_CLASSES)}
-    model = ClaverForVideoClassification._from_config(config, attn_implementation=attention)
+    model = from_config(ClaverForVideoClassification, config, attn_implementation=attention)
     tokens = torch.randint(1, config.text_config.vocab_size - 1, (1, NUM_CLASSES, 16))
     model.set_text_bank(tokens)
     for parameter in [*model.claver.text_model.parameters(), *model.claver.text_projection.parameters()]:

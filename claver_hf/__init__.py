@@ -24,7 +24,8 @@ from .modeling import (
     kronecker_mask_mod,
 )
 from .pipelines import ZeroShotVideoClassificationPipeline, register_pipelines
-from .processing import ClaverProcessor, ClaverVideoProcessor, VideoDecodingError
+from .processing import ClaverProcessor, ClaverVideoProcessor
+from .video_io import VideoDecodingError
 
 __version__ = "0.1.0"
 

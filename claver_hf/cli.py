@@ -21,7 +21,6 @@ from pathlib import Path
 from .configuration.configuration_claver import KRONECKER_MASK_TYPES
 from .data.datasets import BUNDLED_LABELS, read_class_names
 from .data.prepare import prepare_videos
-from .processing.decoding import VIDEO_EXTENSIONS
 from .processing.tokenization import CLIP_TOKENIZER, load_tokenizer
 from .prompts.bank import ALL_FORMS, BUNDLED_BANKS, INTERPRETIVE_FORMS, load_prompt_bank
 from .prompts.check import STANDARD_PER_FORM, check_prompt_bank
@@ -33,6 +32,7 @@ from .prompts.generate import (
     TransformersCompleter,
     generate_prompt_bank,
 )
+from .video_io.common import VIDEO_EXTENSIONS
 
 PROG = "claver-hf"
 LABELS_HELP = f"class names: an id,name CSV or a bundled list ({', '.join(BUNDLED_LABELS)})"
@@ -322,31 +322,34 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_model_arguments(parser: argparse.ArgumentParser, labels_required: bool = True) -> None:
     parser.add_argument(
         "--model",
         required=True,
         metavar="PATH",
         help="a saved CLAVER model folder with its processor (local or Hub id)",
     )
-    labels = parser.add_mutually_exclusive_group(required=True)
+    labels = parser.add_mutually_exclusive_group(required=labels_required)
     labels.add_argument("--labels", help="comma-separated labels, e.g. 'waving,clapping'")
     labels.add_argument("--bank", help=f"all classes of a prompt bank ({', '.join(BUNDLED_BANKS)} or a file)")
 
 
-def _model_processor_labels(args: argparse.Namespace):
-    """The model, processor and candidate labels named by `_add_model_arguments`' options."""
+def _load_model_and_processor(args: argparse.Namespace):
+    """The model and processor of `--model`."""
     from .modeling.modeling_claver import ClaverModel
     from .processing.processing_claver import ClaverProcessor
 
-    model = ClaverModel.from_pretrained(args.model).eval()
-    processor = ClaverProcessor.from_pretrained(args.model)
+    return ClaverModel.from_pretrained(args.model).eval(), ClaverProcessor.from_pretrained(args.model)
+
+
+def _candidate_labels(args: argparse.Namespace) -> list[str]:
+    """The candidate labels named by `--labels` or `--bank`."""
     if args.bank:
-        return model, processor, load_prompt_bank(args.bank).class_names
+        return load_prompt_bank(args.bank).class_names
     labels = [label.strip() for label in args.labels.split(",") if label.strip()]
     if len(labels) < 2:
         raise ValueError(f"--labels needs at least two comma-separated labels, got {args.labels!r}.")
-    return model, processor, labels
+    return labels
 
 
 def _add_explain(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -373,7 +376,8 @@ def _add_explain(commands: argparse._SubParsersAction, common: argparse.Argument
 def _explain(args: argparse.Namespace) -> int:
     from .visualization import explain_video
 
-    model, processor, labels = _model_processor_labels(args)
+    labels = _candidate_labels(args)
+    model, processor = _load_model_and_processor(args)
     result = explain_video(
         model, processor, args.video, labels, args.output_dir, method=args.method,
         prompt_bank=args.bank, word_method=args.words, mp4=args.mp4,
@@ -391,10 +395,20 @@ def _add_classify(commands: argparse._SubParsersAction, common: argparse.Argumen
         description="Score each VIDEO against the labels (interpretive prompts when they are in the bank).",
     )
     parser.add_argument("videos", metavar="VIDEO", nargs="+", help="video files")
-    _add_model_arguments(parser)
+    _add_model_arguments(parser, labels_required=False)
     parser.add_argument("--top-k", type=int, default=5, help="labels to show per video (default: 5)")
     parser.add_argument("--num-clips", type=int, default=1, help="temporal views per video")
     parser.add_argument("--num-crops", type=int, default=1, choices=[1, 3], help="spatial views per video")
+    embeddings = parser.add_mutually_exclusive_group()
+    embeddings.add_argument(
+        "--text-embeddings",
+        metavar="PATH",
+        help="the labels' text embeddings saved by --save-text-embeddings (then --labels/--bank are optional): "
+        "no text is encoded; refused if they come from another model or tokenizer",
+    )
+    embeddings.add_argument(
+        "--save-text-embeddings", metavar="PATH", help="also save the labels' text embeddings to PATH"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(handler=_classify)
 
@@ -404,10 +418,19 @@ def _classify(args: argparse.Namespace) -> int:
 
     from transformers import pipeline
 
-    model, processor, labels = _model_processor_labels(args)
+    if not (args.labels or args.bank or args.text_embeddings):
+        raise ValueError("classify needs --labels, --bank or --text-embeddings.")
+    labels = _candidate_labels(args) if args.labels or args.bank else None
+    model, processor = _load_model_and_processor(args)
     classify = pipeline("zero-shot-video-classification", model=model, processor=processor)
+    if args.text_embeddings:
+        text_embeddings = args.text_embeddings
+    else:
+        text_embeddings = classify.label_embeddings(labels, prompt_bank=args.bank)
+        if args.save_text_embeddings:
+            text_embeddings.save(args.save_text_embeddings)
     results = classify(
-        list(args.videos), candidate_labels=labels, prompt_bank=args.bank, top_k=args.top_k,
+        list(args.videos), candidate_labels=labels, text_embeddings=text_embeddings, top_k=args.top_k,
         num_clips=args.num_clips, num_crops=args.num_crops,
     )  # fmt: skip
     if args.json:
@@ -417,6 +440,8 @@ def _classify(args: argparse.Namespace) -> int:
         print(video)
         for entry in ranked:
             print(f"  {entry['score']:7.3f}  {entry['label']}")
+    if args.save_text_embeddings:
+        print(f"text embeddings: {args.save_text_embeddings}")
     return 0
 
 

@@ -30,7 +30,7 @@ PAPER_REFERENCE = (
     "Yang, Yu, Ni, He and Li, CLAVER (Contrastive Language-Action Video learnER), ICLR 2025, "
     "[arXiv:2502.03549](https://arxiv.org/abs/2502.03549)"
 )
-# SPEC §5: the authors' numbers for their own (unreleased) models, top-1 %.
+# docs/recipe.md#published-results: the authors' numbers for their own (unreleased) models, top-1 %.
 PAPER_KINETICS400 = (
     # backbone, frames × resolution, KMTA, KMCTA; 4 clips × 3 crops
     ("B/32", "8×224", 81.5, 81.4),

@@ -1,6 +1,6 @@
 """Test-only re-implementation of the reference CLAVER forward pass, written against its state dict.
 
-It follows OpenAI CLIP's code (`clip/model.py`) and SPEC §1-2 with plain torch ops on the reference key
+It follows OpenAI CLIP's code (`clip/model.py`) and docs/video-encoder.md and docs/kronecker-masks.md with plain torch ops on the reference key
 names, sharing nothing with `claver_hf`: sequence-first transformer blocks through
 `F.multi_head_attention_forward` (what `nn.MultiheadAttention` runs, with the stacked `in_proj` weights),
 QuickGELU MLPs, additive `-inf` masks built from Kronecker products.
@@ -121,7 +121,7 @@ def _num_blocks(sd: StateDict, prefix: str) -> int:
 
 
 def kronecker_additive_mask(mask_type: str, num_frames: int, tokens_per_frame: int) -> torch.Tensor:
-    """SPEC §2 blocked sets as an additive `(T·L, T·L)` mask: `-inf` where blocked, 0 elsewhere."""
+    """The blocked sets of docs/kronecker-masks.md as an additive `(T·L, T·L)` mask: `-inf` where blocked, 0 elsewhere."""
     eye_t, ones_l, eye_l = (
         torch.eye(num_frames),
         torch.ones(tokens_per_frame, tokens_per_frame),

@@ -103,7 +103,7 @@ def test_unknown_preset():
 
 
 def test_measured_cost_matches_hand_count():
-    """B/16, 8 frames: ~140 GMACs of CLIP towers plus ~60 GMACs in 4 KMT blocks (SPEC §5), counted as FLOPs."""
+    """B/16, 8 frames: ~140 GMACs of CLIP towers plus ~60 GMACs in 4 KMT blocks (docs/recipe.md#published-results), counted as FLOPs."""
     from claver_hf.modeling.cost import measure_cost
 
     cost = measure_cost(preset_config("B/16"), num_frames=8)

@@ -56,12 +56,15 @@ def test_reference_checkpoint_matches_reference_forward(tmp_path, reference_sd, 
     torch.save({"model": reference_sd, "epoch": 30, "max_accuracy": 0.5}, path)
     out = convert_reference_checkpoint(path, tmp_path / "hf", kronecker_mask=mask_type, head_dim=HEAD_DIM)
     assert sorted(p.name for p in out.iterdir()) == [
+        "_compat.py",
         "config.json",
         "configuration_claver.py",
         "kronecker.py",
         "model.safetensors",
         "modeling_claver.py",
         "remote_code.py",
+        "scoring.py",
+        "text_bank.py",
     ]
 
     model = ClaverModel.from_pretrained(out).eval()

@@ -78,10 +78,23 @@ def test_training_items_are_seeded_by_seed_epoch_and_index(folder, processor):
     dataset.set_epoch(1)
     assert not torch.equal(dataset[3]["pixel_values"], first[3])  # another epoch, other frames and crops
     dataset.set_epoch(0)
-    dataset.seed = 6
-    assert not torch.equal(dataset[3]["pixel_values"], first[3])
+    reseeded = VideoFolderDataset(folder, processor, training=True, seed=6)
+    assert not torch.equal(reseeded[3]["pixel_values"], first[3])
     evaluation = VideoFolderDataset(folder, processor)
     assert torch.equal(evaluation[3]["pixel_values"], evaluation[3]["pixel_values"])
+
+
+def test_samples_per_class_are_drawn_with_the_seed(folder, processor):
+    few = VideoFolderDataset(folder, processor, samples_per_class=1, seed=3)
+    assert [label for _, label in few.samples] == [0, 1, 2]
+    assert few.samples == VideoFolderDataset(folder, processor, samples_per_class=1, seed=3).samples
+    drawn = {
+        tuple(VideoFolderDataset(folder, processor, samples_per_class=1, seed=s).samples) for s in range(8)
+    }
+    assert len(drawn) > 1  # other seeds draw other videos
+    assert len(VideoFolderDataset(folder, processor, samples_per_class=2)) == 6
+    with pytest.raises(ValueError, match="fewer than 3 training examples"):
+        VideoFolderDataset(folder, processor, samples_per_class=3)
 
 
 def test_multi_view_items(folder, processor):

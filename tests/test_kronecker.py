@@ -7,8 +7,10 @@ from claver_hf.modeling.kronecker import (
     KRONECKER_MASK_TYPES,
     KroneckerEncoderLayer,
     KroneckerMaskAttention,
+    KroneckerMaskCache,
     kronecker_allowed_mask,
     kronecker_attention_chunks,
+    kronecker_mask_cache,
     kronecker_mask_mod,
 )
 
@@ -16,7 +18,7 @@ SHAPES = [(1, 1), (1, 5), (2, 3), (3, 4), (4, 5), (8, 2)]
 
 
 def spec_blocked(mask_type: str, T: int, L: int) -> torch.Tensor:
-    """SPEC §2's blocked sets written literally with Kronecker products (1 = blocked)."""
+    """The blocked sets of docs/kronecker-masks.md, written literally with Kronecker products (1 = blocked)."""
     I_T, J_T, I_L, J_L = torch.eye(T), torch.ones(T, T), torch.eye(L), torch.ones(L, L)
     U_T = torch.triu(J_T, diagonal=1)
     e0 = torch.zeros(L, L)
@@ -27,7 +29,7 @@ def spec_blocked(mask_type: str, T: int, L: int) -> torch.Tensor:
         "joint": torch.zeros(T * L, T * L),
         "spatial": torch.kron(J_T - I_T, J_L),
         "divided": torch.kron(J_T, J_L - I_L),
-        # Patch rows keep their diagonal so that no row is empty (SPEC §2).
+        # Patch rows keep their diagonal so that no row is empty (docs/kronecker-masks.md).
         "cls_temporal": torch.kron(J_T, J_L - e0) * (1 - torch.eye(T * L)),
     }[mask_type]
     return blocked.bool()
@@ -87,6 +89,93 @@ def test_masks_are_cached_per_shape_and_device():
     a = kronecker_attention_chunks("kmta", 3, 4, torch.device("cpu"))
     assert kronecker_attention_chunks("kmta", 3, 4, torch.device("cpu")) is a
     assert kronecker_attention_chunks("kmta", 4, 4, torch.device("cpu")) is not a
+
+
+@pytest.fixture
+def empty_mask_cache():
+    """The shared mask cache, emptied, with its budget restored afterwards."""
+    budget = kronecker_mask_cache.max_bytes
+    kronecker_mask_cache.clear()
+    yield kronecker_mask_cache
+    kronecker_mask_cache.max_bytes = budget
+    kronecker_mask_cache.clear()
+
+
+def test_masks_are_cached_per_dtype_and_device(empty_mask_cache):
+    cpu, meta = torch.device("cpu"), torch.device("meta")
+    as_float = kronecker_attention_chunks("kmta", 3, 4, cpu, torch.float32)
+    as_half = kronecker_attention_chunks("kmta", 3, 4, cpu, torch.float16)
+    as_bool = kronecker_attention_chunks("kmta", 3, 4, cpu)
+    on_meta = kronecker_attention_chunks("kmta", 3, 4, meta, torch.float32)
+    assert as_float[0].allowed.dtype == torch.float32 and as_half[0].allowed.dtype == torch.float16
+    assert as_bool[0].allowed.dtype == torch.bool
+    assert as_float[0].allowed.device == cpu and on_meta[0].allowed.is_meta
+    assert len(empty_mask_cache) == 4
+    # A device given as a string is the same key as the torch.device.
+    assert kronecker_attention_chunks("kmta", 3, 4, "cpu", torch.float32) is as_float
+    assert len(empty_mask_cache) == 4
+
+
+def test_mask_cache_counts_the_bytes_of_its_masks(empty_mask_cache):
+    T, L = 4, 5
+    kronecker_attention_chunks("kmta", T, L, torch.device("cpu"), torch.float32)
+    assert empty_mask_cache.nbytes == (T * L) ** 2 * 4  # one dense float32 mask
+    kronecker_attention_chunks("kmcta", T, L, torch.device("cpu"), torch.bfloat16)
+    # One (L, (t + 1)·L) mask per frame: about half of a dense one.
+    assert empty_mask_cache.nbytes == (T * L) ** 2 * 4 + L * L * T * (T + 1) // 2 * 2
+    kronecker_attention_chunks("joint", T, L, torch.device("cpu"), torch.float32)
+    kronecker_attention_chunks("kmta", T, L, torch.device("meta"), torch.float32)  # holds no memory
+    assert empty_mask_cache.nbytes == (T * L) ** 2 * 4 + L * L * T * (T + 1) // 2 * 2
+
+
+def test_mask_cache_evicts_least_recently_used_beyond_its_budget(empty_mask_cache):
+    cpu = torch.device("cpu")
+    one_mask = (3 * 4) ** 2 * 4  # kmta, 3 frames of 4 tokens, float32
+    empty_mask_cache.max_bytes = 2 * one_mask
+    first = kronecker_attention_chunks("kmta", 3, 4, cpu, torch.float32)
+    kronecker_attention_chunks("divided", 3, 4, cpu, torch.float32)
+    assert kronecker_attention_chunks("kmta", 3, 4, cpu, torch.float32) is first  # now the most recent
+    kronecker_attention_chunks("cls_temporal", 3, 4, cpu, torch.float32)  # evicts `divided`
+    assert empty_mask_cache.nbytes == 2 * one_mask
+    assert [key[1] for key in empty_mask_cache.keys()] == ["kmta", "cls_temporal"]
+    # A mask above the whole budget is kept alone, so that the layers of a forward pass share it.
+    big = kronecker_attention_chunks("kmta", 6, 4, cpu, torch.float32)
+    assert [key[1:3] for key in empty_mask_cache.keys()] == [("kmta", 6)]
+    assert kronecker_attention_chunks("kmta", 6, 4, cpu, torch.float32) is big
+    # Lowering the budget evicts at once; even at 0 bytes the mask in use is kept until the next one.
+    empty_mask_cache.max_bytes = one_mask
+    assert len(empty_mask_cache) == 0 and empty_mask_cache.nbytes == 0
+    empty_mask_cache.max_bytes = 0
+    kronecker_attention_chunks("kmta", 3, 4, cpu, torch.float32)
+    kronecker_attention_chunks("kmcta", 3, 4, cpu, torch.float32)
+    assert [key[1:3] for key in empty_mask_cache.keys()] == [("kmcta", 3)]
+
+
+def test_flex_block_masks_share_the_bounded_cache(empty_mask_cache):
+    pytest.importorskip("torch.nn.attention.flex_attention")
+    from claver_hf.modeling.kronecker import _flex_block_mask
+
+    block_mask = _flex_block_mask("kmta", 3, 5, torch.device("cpu"))
+    assert _flex_block_mask("kmta", 3, 5, torch.device("cpu")) is block_mask
+    assert empty_mask_cache.keys() == [("flex", "kmta", 3, 5, torch.device("cpu"), None)]
+    assert 0 < empty_mask_cache.nbytes < 1024  # block indices, not a dense mask
+
+
+def test_mask_cache_rejects_a_negative_budget():
+    with pytest.raises(ValueError, match="bytes >= 0"):
+        KroneckerMaskCache(max_bytes=-1)
+
+
+def test_layer_masks_go_through_the_bounded_cache(empty_mask_cache):
+    layer = KroneckerEncoderLayer(layer_config("sdpa"), "kmta").eval()
+    x = torch.randn(1, 3 * 5, 32)
+    expected = layer(x, num_frames=3)
+    layer.double()
+    torch.testing.assert_close(layer(x.double(), num_frames=3).float(), expected, atol=1e-5, rtol=0)
+    assert empty_mask_cache.keys() == [
+        ("chunks", "kmta", 3, 5, torch.device("cpu"), torch.float32),
+        ("chunks", "kmta", 3, 5, torch.device("cpu"), torch.float64),
+    ]
 
 
 def test_unknown_mask_type_is_rejected():

@@ -408,8 +408,8 @@ def test_eval_logits_are_log_of_view_averaged_probabilities():
     video_embeds = model.claver.get_video_features(video).pooler_output
     text = F.normalize(
         model.claver.get_text_features(
-            input_ids=model.text_bank_input_ids.flatten(0, 1),
-            attention_mask=model.text_bank_attention_mask.flatten(0, 1),
+            input_ids=model.text_bank.input_ids.flatten(0, 1),
+            attention_mask=model.text_bank.attention_mask.flatten(0, 1),
         ).pooler_output,
         dim=-1,
     ).view(3, 3, -1)
@@ -433,6 +433,19 @@ def test_uneven_views_fill_missing_logits_with_the_class_mean():
     torch.testing.assert_close(out.logits.softmax(-1), logits.softmax(-1).mean(1))
 
 
+def test_test_views_average_the_probabilities_of_each_view():
+    model = classifier(num_views=3).eval()
+    views = random_video(6).unflatten(0, (2, 3))  # 2 videos, 3 test views each
+    with torch.no_grad():
+        per_view = model(pixel_values=views.flatten(0, 1)).logits.softmax(-1).view(2, 3, -1)
+        out = model(pixel_values=views, labels=torch.tensor([0, 2]))
+    assert out.video_embeds.shape == (2, 3, 16)
+    torch.testing.assert_close(out.logits.exp(), per_view.mean(1))
+    torch.testing.assert_close(out.loss, -per_view.mean(1)[[0, 1], [0, 2]].log().mean())
+    with pytest.raises(ValueError, match="are for evaluation"):
+        model.train()(pixel_values=views)
+
+
 def test_training_loss_averages_over_sampled_views():
     model = classifier(num_views=1).train()  # one view: sampling is deterministic
     video, labels = random_video(2), torch.tensor([0, 2])
@@ -447,13 +460,12 @@ def test_training_loss_averages_over_sampled_views():
 
 def test_training_samples_only_existing_views():
     view_mask = torch.tensor([[True, True, True], [True, False, True], [False, False, True]])
-    model = classifier(num_views=3, view_mask=view_mask, num_text_views_per_step=1)
-    model.config.num_text_views_per_step = 200
-    views, classes = model._sample_view_indices()
-    ids = model.text_bank_input_ids[views, classes]
-    assert ids.shape == (200, 3, model.text_bank_input_ids.shape[-1])
+    model = classifier(num_views=3, view_mask=view_mask)
+    views, classes = model.text_bank.sample_views(200)
+    ids = model.text_bank.input_ids[views, classes]
+    assert ids.shape == (200, 3, model.text_bank.max_length)
     for c in range(3):
-        allowed = model.text_bank_input_ids[view_mask[:, c], c]
+        allowed = model.text_bank.input_ids[view_mask[:, c], c]
         assert all((allowed == row).all(-1).any() for row in ids[:, c])
     # Class 0 has views 0 and 1: both get drawn.
     assert len({tuple(row.tolist()) for row in ids[:, 0]}) == 2
@@ -553,7 +565,7 @@ def test_text_feature_cache_dies_with_fused_optimizer_steps():
     model.eval()
     with torch.no_grad():
         cached = model(pixel_values=video).logits
-        model._text_feature_cache = None
+        model.text_bank.invalidate()
         fresh = model(pixel_values=video).logits
     torch.testing.assert_close(cached, fresh)
 
@@ -592,7 +604,7 @@ def test_text_bank_is_encoded_in_batches():
     with torch.no_grad():
         whole = model.bank_text_features().clone()
         model.text_encoding_batch_size = 2
-        model._text_feature_cache = None
+        model.text_bank.invalidate()
         calls = _CountCalls(model.claver.text_model)
         torch.testing.assert_close(model.bank_text_features(), whole)
     assert calls.count == 5  # 9 texts, 2 at a time
@@ -608,10 +620,6 @@ def test_frozen_text_encoder_reuses_cached_features():
         model(pixel_values=video, labels=labels).loss.backward()
     assert calls.count == 1  # the whole bank once, then picked from the cache at every step
     assert model.claver.vision_model.temporal_embedding.embedding.grad is not None
-    torch.manual_seed(0)
-    views, classes = model._sample_view_indices()
-    torch.manual_seed(0)
-    torch.testing.assert_close(model._sampled_text_features(), model.bank_text_features()[views, classes])
 
 
 def test_training_encodes_only_the_sampled_views():

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 from transformers import pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
@@ -17,14 +18,17 @@ from claver_hf import (
     ClaverProcessor,
     ClaverVideoProcessor,
 )
-from claver_hf.modeling.modeling_claver import view_averaged_log_probs
+from claver_hf.cli import main
+from claver_hf.modeling.scoring import view_averaged_log_probs
 from claver_hf.pipelines import (
     TASK,
+    LabelViewEmbeddings,
     ZeroShotVideoClassificationPipeline,
-    candidate_label_texts,
     register_pipelines,
 )
-from claver_hf.prompts import TEMPLATES, PromptBankError, display_name, load_prompt_bank
+from claver_hf.prompts import TEMPLATES, PromptBankError, display_name, load_prompt_bank, resolve_label_views
+from claver_hf.training.metrics import predict_multiview
+from claver_hf.visualization import explain_video
 
 from .conftest import NUM_FRAMES, TINY_TEXT, TINY_VISION
 from .videos import write_video
@@ -162,8 +166,8 @@ def test_bank_prompts_for_labels_in_the_bank(classify, processor, videos, monkey
         *bank.views("ApplyLipstick"),  # matched by display name
         *(template.format("juggling fire") for template in TEMPLATES),  # not in the bank: templates
     ]
-    assert candidate_label_texts(LABELS, bank).bank_classes == ["ApplyEyeMakeup", "ApplyLipstick", None]
-    assert candidate_label_texts(["Apply Eye-Makeup"], bank).bank_classes == ["ApplyEyeMakeup"]
+    assert resolve_label_views(LABELS, bank).bank_classes == ["ApplyEyeMakeup", "ApplyLipstick", None]
+    assert resolve_label_views(["Apply Eye-Makeup"], bank).bank_classes == ["ApplyEyeMakeup"]
 
     templates_only = pipeline(TASK, model=classify.model, processor=tiny_processor(clip_tokenizer, None))
     without_bank = templates_only(videos[0], candidate_labels=LABELS)
@@ -175,7 +179,7 @@ def test_bank_prompts_for_labels_in_the_bank(classify, processor, videos, monkey
 
 
 def test_template_labels_use_display_names():
-    views = candidate_label_texts(["PlayingGuitar", "shoot_bow"]).views
+    views = resolve_label_views(["PlayingGuitar", "shoot_bow"]).views
     assert views[0][1] == "a video of playing guitar." and views[1][0] == display_name("shoot_bow")
     assert all(len(v) == len(TEMPLATES) for v in views)
 
@@ -197,7 +201,7 @@ def test_prompt_bank_file_and_unknown_bank(classify, videos, tmp_path):
     custom = unequal_bank()
     path = tmp_path / "bank.json"
     path.write_text(json.dumps(custom))
-    texts = candidate_label_texts(["wave"], load_prompt_bank(path)).views[0]
+    texts = resolve_label_views(["wave"], load_prompt_bank(path)).views[0]
     assert texts[-1] == "Saying goodbye with a raised hand."
     assert len(classify(videos[0], candidate_labels=["wave", "jump"], prompt_bank=str(path))) == 2
     with pytest.raises(PromptBankError, match="No prompt bank 'kinetics9000': not a bundled bank"):
@@ -250,28 +254,133 @@ def unequal_bank() -> dict:
     }
 
 
-def test_matches_the_classifier_evaluation(clip_tokenizer, videos, tmp_path):
-    """The pipeline scores a label set exactly as ClaverForVideoClassification evaluates the same text bank,
+@pytest.mark.parametrize("num_clips,num_crops", [(1, 1), (2, 3)])
+def test_pipeline_classify_explain_and_evaluation_report_the_same_scores(
+    clip_tokenizer, videos, tmp_path, capsys, num_clips, num_crops
+):
+    """One scoring rule: the pipeline, `claver-hf classify`, `claver-hf explain` (one test view) and the evaluation
+    of a ClaverForVideoClassification holding the same views (its forward pass and the multi-view test) agree,
     also when labels have different numbers of views."""
     path = tmp_path / "bank.json"
     path.write_text(json.dumps(unequal_bank()))
     processor = tiny_processor(clip_tokenizer, str(path))
-    classifier = tiny_clip_text_model(
-        ClaverForVideoClassification, id2label={0: "wave", 1: "jump", 2: "clap"}
-    )
+    labels = ["wave", "jump", "clap"]
+    classifier = tiny_clip_text_model(ClaverForVideoClassification, id2label=dict(enumerate(labels)))
     bank = processor.text_bank()
     assert not bool(bank["view_mask"].all())
     classifier.set_text_bank(**bank)
-    labels = ["wave", "jump", "clap"]
-    for views in ({}, {"num_clips": 2, "num_crops": 3}):
-        with torch.no_grad():
-            # Class probabilities of each test view, averaged over the views.
-            expected = classifier(**processor(videos=videos[1], **views)).logits.softmax(-1).mean(0).tolist()
-        for model in (classifier, classifier.claver):  # a classifier's backbone, or the bare dual encoder
-            predictions = pipeline(TASK, model=model, processor=processor)(
-                videos[1], candidate_labels=labels, **views
-            )
-            assert [scores(predictions)[name] for name in labels] == pytest.approx(expected, abs=1e-6)
+    video, views = videos[1], {"num_clips": num_clips, "num_crops": num_crops}
+
+    pixel_values = processor(videos=video, **views)["pixel_values"]  # (N, T, 3, H, W)
+    with torch.no_grad():
+        evaluation = classifier(pixel_values=pixel_values[None]).logits.exp()[0].tolist()
+    multi_view_test, _ = predict_multiview(
+        classifier, [{"pixel_values": pixel_values, "labels": 0}], progress=False
+    )
+    reported = {"classifier's multi-view test": dict(zip(labels, multi_view_test[0].tolist(), strict=True))}
+    for model in (classifier, classifier.claver):  # a classifier's backbone, or the bare dual encoder
+        predictions = pipeline(TASK, model=model, processor=processor)(
+            video, candidate_labels=labels, **views
+        )
+        reported[f"pipeline ({type(model).__name__})"] = scores(predictions)
+
+    classifier.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    command = ["classify", video, "--model", str(tmp_path / "model"), "--labels", ",".join(labels), "--json"]
+    assert main([*command, "--num-clips", str(num_clips), "--num-crops", str(num_crops)]) == 0
+    reported["classify"] = scores(json.loads(capsys.readouterr().out)[video])
+    if num_clips * num_crops == 1:
+        reported["explain"] = explain_video(classifier, processor, video, labels, tmp_path / "explain").scores
+
+    for name, reported_scores in reported.items():
+        assert [reported_scores[label] for label in labels] == pytest.approx(evaluation, abs=1e-6), name
+
+
+# ---------------------------------------------------------------- saved text embeddings
+
+
+def test_saved_text_embeddings_are_reused_without_the_text_tower(
+    classify, model, videos, tmp_path, monkeypatch
+):
+    embeddings = classify.label_embeddings(LABELS)
+    embeddings.save(tmp_path / "labels.safetensors")
+    loaded = LabelViewEmbeddings.load(tmp_path / "labels.safetensors")
+    assert loaded.labels == LABELS and loaded.views == embeddings.views
+    assert torch.equal(loaded.text_embeds, embeddings.text_embeds)
+    assert torch.equal(loaded.view_mask, embeddings.view_mask)
+    expected = classify(list(videos), candidate_labels=LABELS)
+
+    text_calls = spy(monkeypatch, model, "get_text_features")
+    for saved in (embeddings, loaded, tmp_path / "labels.safetensors", str(tmp_path / "labels.safetensors")):
+        assert classify(list(videos), text_embeddings=saved) == expected
+    assert (
+        classify(videos[0], candidate_labels=LABELS, text_embeddings=embeddings, top_k=1) == expected[0][:1]
+    )
+    assert text_calls == []
+
+
+def test_saved_text_embeddings_of_other_labels_models_or_tokens_are_refused(
+    classify, model, processor, videos, tmp_path, clip_tokenizer
+):
+    path = tmp_path / "labels.safetensors"
+    classify.label_embeddings(LABELS).save(path)
+    with pytest.raises(
+        ValueError, match=r"computed for the labels \['ApplyEyeMakeup'.*not `candidate_labels`"
+    ):
+        classify(videos[0], candidate_labels=LABELS[::-1], text_embeddings=path)
+    with pytest.raises(ValueError, match="do not pass `prompt_bank` or `label_descriptions`"):
+        classify(videos[0], text_embeddings=path, prompt_bank="ucf101")
+    with pytest.raises(ValueError, match="Give `candidate_labels`"):
+        classify(videos[0])
+
+    other_model = tiny_clip_text_model()
+    with torch.no_grad():
+        other_model.text_projection.weight.mul_(1.01)
+    with pytest.raises(ValueError, match="computed by another text tower than this model's"):
+        pipeline(TASK, model=other_model, processor=processor)(videos[0], text_embeddings=path)
+    # Another vision tower does not matter: only the text side is fingerprinted.
+    other_vision = tiny_clip_text_model()
+    with torch.no_grad():
+        other_vision.visual_projection.weight.mul_(1.01)
+    pipeline(TASK, model=other_vision, processor=processor)(videos[0], text_embeddings=path)
+
+    short = ClaverProcessor(
+        video_processor=processor.video_processor,
+        tokenizer=clip_tokenizer,
+        prompt_bank="ucf101",
+        max_text_length=8,
+    )
+    with pytest.raises(ValueError, match="other tokens than this processor gives"):
+        pipeline(TASK, model=model, processor=short)(videos[0], text_embeddings=path)
+
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="is not a file of label view embeddings"):
+        classify(videos[0], text_embeddings=tmp_path / "other.safetensors")
+
+
+def test_classify_command_saves_and_reuses_text_embeddings(
+    model, processor, videos, tmp_path, capsys, monkeypatch
+):
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    command = ["classify", *videos, "--model", str(tmp_path / "model"), "--json"]
+    path = str(tmp_path / "labels.safetensors")
+    text_calls = spy(monkeypatch, ClaverModel, "get_text_features")
+    assert main([*command, "--labels", ",".join(LABELS), "--save-text-embeddings", path]) == 0
+    computed = json.loads(capsys.readouterr().out)
+    assert LabelViewEmbeddings.load(path).labels == LABELS
+    assert text_calls
+
+    text_calls.clear()
+    assert main([*command, "--text-embeddings", path]) == 0
+    assert json.loads(capsys.readouterr().out) == computed
+    assert main([*command, "--labels", ",".join(LABELS), "--text-embeddings", path]) == 0
+    assert json.loads(capsys.readouterr().out) == computed
+    assert text_calls == []
+    assert main([*command, "--labels", "a,b", "--text-embeddings", path]) == 2
+    assert "were computed for the labels" in capsys.readouterr().err
+    assert main(command) == 2
+    assert "needs --labels, --bank or --text-embeddings" in capsys.readouterr().err
 
 
 def test_view_averaged_log_probs_fills_missing_views_with_the_class_mean():

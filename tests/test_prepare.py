@@ -10,7 +10,7 @@ import pytest
 from claver_hf.cli import main
 from claver_hf.data import PrepareReport, prepare_video, prepare_videos
 from claver_hf.data import prepare as prepare_module
-from claver_hf.processing.decoding import VideoDecodingError, probe_video, read_frames
+from claver_hf.video_io import VideoDecodingError, probe_video, read_frames
 
 from .videos import pattern_index, write_text_as_mp4, write_video
 

@@ -3,6 +3,7 @@ import pytest
 import torch
 from PIL import Image
 from transformers import AutoProcessor, AutoVideoProcessor
+from transformers.image_utils import PILImageResampling
 
 from claver_hf import ClaverProcessor, ClaverVideoProcessor
 from claver_hf.processing.transforms import MultiScaleCrop
@@ -218,3 +219,221 @@ def test_video_classification_pipeline(tmp_path):
     assert sum(p["score"] for p in predictions) == pytest.approx(1.0, abs=1e-4)
     scores = [p["score"] for p in predictions]
     assert scores == sorted(scores, reverse=True)
+
+
+# ---------------------------------------------------------------- per-call arguments
+
+SMALL = {"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}, "num_frames": 8}
+
+
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("size", {"shortest_edge": 40}),
+        ("size", 40),
+        ("size", {"height": 36, "width": 48}),
+        ("crop_size", {"height": 16, "width": 24}),
+        ("do_resize", False),
+        ("resample", PILImageResampling.NEAREST),
+        ("do_center_crop", False),
+        ("do_rescale", False),
+        ("rescale_factor", 1 / 127.5),
+        ("do_normalize", False),
+        ("image_mean", [0.5, 0.5, 0.5]),
+        ("image_std", [0.1, 0.2, 0.3]),
+        ("num_frames", 4),
+        ("num_clips", 2),
+        ("num_crops", 3),
+    ],
+)
+def test_call_arguments_override_attributes(name, value):
+    """An argument given to the call does what the same attribute does, for this call only."""
+    processor = ClaverVideoProcessor(**SMALL)
+    video = np.random.default_rng(0).integers(0, 255, (12, 48, 64, 3), dtype=np.uint8)
+    default = processor(video)["pixel_values"]
+    expected = ClaverVideoProcessor(**{**SMALL, name: value})(video)
+    out = processor(video, **{name: value})
+    assert out.keys() == expected.keys()
+    torch.testing.assert_close(out["pixel_values"], expected["pixel_values"])
+    assert out["pixel_values"].shape != default.shape or not torch.allclose(out["pixel_values"], default)
+    torch.testing.assert_close(processor(video)["pixel_values"], default)  # the processor is unchanged
+
+
+def test_training_arguments_per_call():
+    processor = ClaverVideoProcessor(**SMALL, train_short_side=40)
+    out = processor(numbered_video(16), training=True, crop_size={"height": 24, "width": 24}, num_clips=4)
+    assert out["pixel_values"].shape == (1, 8, 3, 24, 24) and "video_index" not in out  # one training view
+    with pytest.raises(ValueError, match="Training crops are square"):
+        processor(numbered_video(16), training=True, crop_size={"height": 24, "width": 32})
+
+
+def test_do_sample_frames_false_uses_every_frame_given(processor):
+    out = processor(numbered_video(6), do_sample_frames=False, do_resize=False, do_center_crop=False)
+    assert frame_values(out["pixel_values"][0]) == [0, 1, 2, 3, 4, 5]
+    # The frames of several clips, given together, are split into `num_clips` clips of equal length.
+    out = processor(numbered_video(8), do_sample_frames=False, num_clips=2)
+    assert [frame_values(clip) for clip in out["pixel_values"]] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    with pytest.raises(ValueError, match="cannot be split into `num_clips=3`"):
+        processor(numbered_video(8), do_sample_frames=False, num_clips=3)
+
+
+def test_do_sample_frames_false_decodes_a_whole_file(tmp_path, processor):
+    """A file without frame sampling is decoded whole (it raised AttributeError before)."""
+    from claver_hf.video_io import read_frames
+
+    from .videos import write_video
+
+    path = write_video(tmp_path / "clip.mp4", num_frames=12, size=(64, 48))
+    out = processor(path, do_sample_frames=False, return_metadata=True)
+    assert out["pixel_values"].shape == (1, 12, 3, 32, 32)
+    assert out["video_metadata"][0].frames_indices == list(range(12))
+    frames = read_frames(path, list(range(12)))
+    torch.testing.assert_close(out["pixel_values"], processor(frames, do_sample_frames=False)["pixel_values"])
+
+
+def test_metadata_of_sampled_frames(tmp_path, processor):
+    from .videos import write_video
+
+    path = write_video(tmp_path / "clip.mp4", num_frames=80, size=(64, 48), fps=20)
+    out = processor(path, num_clips=2, return_metadata=True)
+    (metadata,) = out["video_metadata"]
+    assert (metadata.total_num_frames, metadata.fps, metadata.width, metadata.height) == (80, 20.0, 64, 48)
+    assert metadata.frames_indices == [2, 12, 22, 32, 42, 52, 62, 72, 7, 17, 27, 37, 47, 57, 67, 77]
+    assert "video_metadata" not in processor(path)
+
+
+def test_fps_sampling(tmp_path, processor):
+    from .videos import write_video
+
+    path = write_video(tmp_path / "clip.mp4", num_frames=80, size=(64, 48), fps=20)  # 4 seconds
+    assert processor(path, fps=3)["pixel_values"].shape[1] == 12
+    # Decoded frames take their frame rate from `video_metadata`.
+    video = numbered_video(40)
+    out = processor(video, fps=2, video_metadata={"total_num_frames": 40, "fps": 10.0}, return_metadata=True)
+    indices = [2, 7, 12, 17, 22, 27, 32, 37]
+    assert frame_values(out["pixel_values"][0]) == out["video_metadata"][0].frames_indices == indices
+    with pytest.raises(ValueError, match="needs the video's frame rate"):
+        processor(video, fps=2)
+    with pytest.raises(ValueError, match="exclusive"):
+        processor(video, fps=2, num_frames=4)
+    # A processor built with a frame rate samples by rate, and keeps doing so once saved and loaded.
+    by_rate = ClaverVideoProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, fps=1.5)
+    assert by_rate(path)["pixel_values"].shape[1] == 6
+    assert ClaverVideoProcessor.from_dict(by_rate.to_dict())(path)["pixel_values"].shape[1] == 6
+    assert by_rate(path, num_frames=4)["pixel_values"].shape[1] == 4
+
+
+def test_video_metadata(tmp_path, processor):
+    video = numbered_video(16)
+    metadata = {"total_num_frames": 16, "fps": 8.0}
+    out = processor([video, video], video_metadata=[metadata, metadata], return_metadata=True)
+    assert [m.fps for m in out["video_metadata"]] == [8.0, 8.0]
+    with pytest.raises(ValueError, match="total_num_frames=10 for a video of 16 frames"):
+        processor(video, video_metadata={"total_num_frames": 10, "fps": 8.0})
+    with pytest.raises(ValueError, match="2 videos but 1 `video_metadata` entries"):
+        processor([video, video], video_metadata=[metadata])
+    from .videos import write_video
+
+    path = write_video(tmp_path / "clip.mp4", num_frames=16)
+    with pytest.raises(ValueError, match="a video path was given"):
+        processor(path, video_metadata=metadata)
+
+
+def test_return_tensors(processor):
+    video = numbered_video(16)
+    out = processor(video, num_clips=2, return_tensors="np")
+    assert isinstance(out["pixel_values"], np.ndarray) and isinstance(out["video_index"], np.ndarray)
+    assert out["pixel_values"].shape == (2, 8, 3, 32, 32)
+    assert isinstance(processor(video, return_tensors="pt")["pixel_values"], torch.Tensor)
+    assert isinstance(processor(video)["pixel_values"], torch.Tensor)
+    # Views of different shapes: a list by default, an error when tensors are asked for.
+    ragged = [numbered_video(16, 40, 40), numbered_video(16, 48, 64)]
+    views = processor(ragged, do_resize=False, do_center_crop=False)["pixel_values"]
+    assert [tuple(v.shape) for v in views] == [(8, 3, 40, 40), (8, 3, 48, 64)]
+    with pytest.raises(ValueError, match="differ in shape"):
+        processor(ragged, do_resize=False, do_center_crop=False, return_tensors="pt")
+
+
+def test_device(processor):
+    """Frames move to `device` before resizing, and the outputs stay there."""
+    out = processor(numbered_video(16), device="meta", num_crops=3)
+    assert out["pixel_values"].device.type == "meta" and out["pixel_values"].shape == (3, 8, 3, 32, 32)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_device_cuda(processor):
+    video = numbered_video(16)
+    out = processor(video, device="cuda")["pixel_values"]
+    assert out.device.type == "cuda"
+    torch.testing.assert_close(out.cpu(), processor(video)["pixel_values"], atol=1e-4, rtol=0)
+
+
+def test_input_data_format_and_rgb_conversion(processor):
+    # (T, 3, W, 3): channels-first unless told otherwise.
+    video = np.random.default_rng(0).integers(0, 255, (8, 3, 40, 3), dtype=np.uint8)
+    channels_last = processor(video, input_data_format="channels_last", do_resize=False, do_center_crop=False)
+    assert channels_last["pixel_values"].shape == (1, 8, 3, 3, 40)
+    assert processor(video, do_resize=False, do_center_crop=False)["pixel_values"].shape == (1, 8, 3, 40, 3)
+    gray = numbered_video(8)[..., :1]
+    assert processor(gray)["pixel_values"].shape == (1, 8, 3, 32, 32)
+    single = processor(gray, do_convert_rgb=False, image_mean=[0.5], image_std=[0.5])["pixel_values"]
+    assert single.shape == (1, 8, 1, 32, 32)
+
+
+def test_decoding_backend_per_call(tmp_path, processor):
+    from .videos import write_video
+
+    path = write_video(tmp_path / "clip.mp4", num_frames=16)
+    with pytest.raises(ValueError, match="Unknown decoding backend 'nope'"):
+        processor(path, decoding_backend="nope")
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,message",
+    [
+        ({"num_clips": 0}, ValueError, "`num_clips` must be an integer >= 1"),
+        ({"num_crops": 2}, ValueError, "`num_crops` must be 1"),
+        ({"num_crops": 3, "do_center_crop": False}, ValueError, "needs `do_center_crop=True`"),
+        ({"data_format": "channels_last"}, ValueError, "channels-first"),
+        ({"do_pad": True}, ValueError, "`do_pad` is not supported"),
+        ({"training": "yes"}, Exception, "training"),
+        ({"bogus": 1}, TypeError, "bogus"),
+    ],
+)
+def test_bad_arguments(processor, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        processor(numbered_video(8), **kwargs)
+
+
+def test_processor_passes_arguments_on(clip_tokenizer):
+    processor = ClaverProcessor(video_processor=ClaverVideoProcessor(**SMALL), tokenizer=clip_tokenizer)
+    texts = ["waving", "a video of a person playing guitar"]
+    out = processor(text=texts, videos=numbered_video(16), num_frames=4, padding="max_length", max_length=12)
+    assert out["input_ids"].shape == (2, 12) and out["pixel_values"].shape == (1, 4, 3, 32, 32)
+    out = processor(text=texts, text_kwargs={"max_length": 5}, videos_kwargs={"num_clips": 2})
+    assert out["input_ids"].shape == (2, 5) and out["input_ids"][1, -1].item() == 49407
+    out = processor(text=texts, videos=numbered_video(16), return_tensors="np")
+    assert isinstance(out["input_ids"], np.ndarray) and isinstance(out["pixel_values"], np.ndarray)
+    assert processor(text=texts, return_tensors=None)["input_ids"][0] == [49406, 26545] + [49407] * 7
+    long_text = " ".join(["jump"] * 100)
+    assert len(processor(text=[long_text], truncation=False, padding=False)["input_ids"][0]) == 102
+
+
+def test_truncation_warning_only_for_cut_texts(clip_tokenizer, caplog):
+    processor = ClaverProcessor(video_processor=ClaverVideoProcessor(), tokenizer=clip_tokenizer)
+    exactly_77 = " ".join(["jump"] * 75)
+    with caplog.at_level("WARNING"):
+        assert processor(text=[exactly_77, "run"])["input_ids"].shape == (2, 77)
+        assert processor(text=[exactly_77 + " jump"], max_length=80)["input_ids"].shape == (1, 78)
+    assert not any("truncated" in r.message for r in caplog.records)
+    with caplog.at_level("WARNING"):
+        processor(text=["jump jump jump"], max_length=4)
+    assert sum("longer than 4 tokens" in r.message for r in caplog.records) == 1
+
+
+def test_tokenize_returns_lists(clip_tokenizer):
+    processor = ClaverProcessor(video_processor=ClaverVideoProcessor(), tokenizer=clip_tokenizer)
+    assert processor.tokenize(["waving", "a person waving"]) == {
+        "input_ids": [[49406, 26545, 49407, 49407, 49407], [49406, 320, 2533, 26545, 49407]],
+        "attention_mask": [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]],
+    }

@@ -40,10 +40,22 @@ from .test_pipelines import tiny_clip_text_model, tiny_processor
 from .videos import write_video
 
 LABELS = ["ApplyEyeMakeup", "ApplyLipstick", "Archery"]  # the first classes of the bundled ucf101 bank
-MODEL_FILES = {"configuration_claver.py", "kronecker.py", "modeling_claver.py", "remote_code.py"}
+MODEL_FILES = {
+    "_compat.py",
+    "configuration_claver.py",
+    "kronecker.py",
+    "modeling_claver.py",
+    "remote_code.py",
+    "scoring.py",
+    "text_bank.py",
+}
 VIDEO_PROCESSOR_FILES = {
+    "_compat.py",
     "video_processing_claver.py",
-    "decoding.py",
+    "common.py",
+    "container.py",
+    "sparse_reader.py",
+    "backends.py",
     "sampling.py",
     "transforms.py",
     "remote_code.py",

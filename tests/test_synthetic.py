@@ -23,8 +23,8 @@ from claver_hf.data.synthetic import (
     synthetic_prompt_bank,
     write_synthetic_dataset,
 )
-from claver_hf.processing.decoding import probe_video, read_frames
 from claver_hf.prompts import check_prompt_bank, load_prompt_bank
+from claver_hf.video_io import probe_video, read_frames
 
 PAIRS = list(zip(SYNTHETIC_CLASSES[::2], SYNTHETIC_CLASSES[1::2], strict=True))
 # A tiny dataset: 2 / 1 / 1 clips per class, 8 frames of 32x32.

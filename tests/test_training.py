@@ -91,6 +91,28 @@ def test_trainer_optimizer_applies_the_learning_rate_multipliers(tmp_path):
     assert learning_rates[id(named["claver.visual_projection.weight"])] == pytest.approx(1e-4)
 
 
+def test_trainer_batches_evaluation_and_test_data_with_the_eval_collator(tmp_path):
+    def named_collator(name):
+        def collate(items):
+            return {"collator": name, "labels": torch.tensor([item["labels"] for item in items])}
+
+        return collate
+
+    items = [{"pixel_values": torch.zeros(1), "labels": i} for i in range(4)]
+    arguments = ClaverTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    trainer = ClaverTrainer(
+        model=classifier(), args=arguments, train_dataset=items, eval_dataset=items,
+        data_collator=named_collator("train"), eval_data_collator=named_collator("eval"),
+    )  # fmt: skip
+    assert next(iter(trainer.get_eval_dataloader()))["collator"] == "eval"
+    assert next(iter(trainer.get_test_dataloader(items)))["collator"] == "eval"
+    assert next(iter(trainer.get_train_dataloader()))["collator"] == "train"
+    plain = ClaverTrainer(
+        model=classifier(), args=arguments, eval_dataset=items, data_collator=named_collator("one")
+    )
+    assert next(iter(plain.get_eval_dataloader()))["collator"] == "one"
+
+
 def test_collator_mixes_training_batches_only():
     items = [{"pixel_values": torch.rand(4, 3, 8, 8), "labels": i % 3} for i in range(4)]
     mixed = VideoClassificationCollator(num_classes=3, mixup_alpha=0.8, cutmix_alpha=1.0)(items)
@@ -155,6 +177,12 @@ def test_few_shot_and_bad_arguments(dataset_dir, tmp_path):
     data.train_scales, data.color_jitter_prob, data.grayscale_prob = [1.0], 0.0, 0.0
     plan = prepare_run(model, data, training)
     assert len(plan.datasets["train"]) == 4 and plan.datasets["train"].seed == training.seed
+    # Every split is built with its settings; none is changed afterwards.
+    assert plan.datasets["train"].training and not plan.datasets["validation"].training
+    views = {"num_clips": data.test_num_clips, "num_crops": data.test_num_crops}
+    assert (
+        plan.datasets["test"].processor_kwargs == views and plan.datasets["validation"].processor_kwargs == {}
+    )
     video_processor = plan.processor.video_processor
     assert list(video_processor.train_scales) == [1.0]
     assert video_processor.color_jitter_prob == video_processor.grayscale_prob == 0.0

@@ -69,7 +69,7 @@ def test_a_clip_checkpoint_brings_its_tokenizer_frame_size_and_normalisation(
     video_processor = plan.processor.video_processor
     assert video_processor.crop_size["height"] == 32 and video_processor.num_frames == 8
     assert list(video_processor.image_mean) == config["image_mean"]
-    assert plan.model.text_bank_input_ids[0, 0, 0] == 49406
+    assert plan.model.text_bank.input_ids[0, 0, 0] == 49406
 
 
 def test_a_clip_checkpoint_with_other_normalisation_keeps_it(clip_repository, dataset_dir, tmp_path):

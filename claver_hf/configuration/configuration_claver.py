@@ -112,7 +112,7 @@ class ClaverConfig(CLIPConfig):
         logit_scale_init_value (`float`, *optional*, defaults to 2.6592): initial `logit_scale` (CLIP's value).
         num_text_views_per_step (`int`, *optional*, defaults to 5):
             Text views drawn at random (with replacement) for every class at each training step of
-            [`ClaverForVideoClassification`] (SPEC §3: K = 5).
+            [`ClaverForVideoClassification`] (docs/text-bank.md#training-step: K = 5).
         text_bank_num_views (`int`, *optional*, defaults to 0):
             Views (templates + interpretive prompts) per class in the stored text bank of
             [`ClaverForVideoClassification`]; 0 means no bank yet.

@@ -2,7 +2,7 @@
 
 CLIP's tensors are mapped as in [`claver_hf.convert.reference`] (the reference code kept OpenAI's names); the
 temporal embedding and the KMT blocks, which CLIP lacks, keep the fresh initialisation of the model's
-`_init_weights`, as in the paper's recipe (SPEC §1.3).
+`_init_weights`, as in the paper's recipe (docs/video-encoder.md, step 3).
 
 OpenAI distributes its models as TorchScript archives (`ViT-B-16.pt`). Loading one executes TorchScript code,
 which `torch.load(weights_only=True)` refuses and this module does not do: pass a state dict, saved in an
@@ -66,7 +66,7 @@ def convert_openai_clip_state_dict(
             `context_length`, `vocab_size`) are checked against the weights and dropped.
         num_frames: frames the new temporal embedding is made for.
         kronecker_mask: mask of the new KMT blocks.
-        kmt_num_hidden_layers: number of new KMT blocks; defaults to vision layers // 3 (SPEC §1.3).
+        kmt_num_hidden_layers: number of new KMT blocks; defaults to vision layers // 3 (docs/video-encoder.md, step 3).
         head_dim: width per attention head (64 in OpenAI CLIP).
 
     Returns:

@@ -1,6 +1,6 @@
 """Convert checkpoints of the reference CLAVER implementation to a transformers folder.
 
-The reference code keeps OpenAI CLIP's module names (SPEC §7) and adds the temporal parts:
+The reference code keeps OpenAI CLIP's module names (docs/reference-code.md#checkpoint-names) and adds the temporal parts:
 
 | reference key                                         | transformers key                                          |
 |-------------------------------------------------------|-----------------------------------------------------------|

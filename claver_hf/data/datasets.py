@@ -26,6 +26,7 @@ import csv
 import io
 import logging
 import os
+import random
 import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,8 +39,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from ..processing.decoding import VIDEO_EXTENSIONS, VideoDecodingError, probe_video
 from ..processing.video_processing_claver import ClaverVideoProcessor
+from ..video_io.common import VIDEO_EXTENSIONS, VideoDecodingError
+from ..video_io.container import probe_video
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +59,10 @@ class VideoClassificationDataset(Dataset):
         on_error: `"raise"` or `"skip"` unreadable videos (see the module docstring).
         processor_kwargs: extra keyword arguments for every processor call (e.g. `num_clips=4, num_crops=3`).
         num_probe_threads: threads that probe the videos when `on_error="skip"`.
-        seed: with the epoch (`set_epoch`) and the index, seeds the randomness of each training item.
+        seed: with the epoch (`set_epoch`) and the index, seeds the randomness of each training item, and draws
+            the `samples_per_class` examples.
+        samples_per_class: keep this many samples of each class (few-shot), drawn with `seed` among the readable
+            ones; every class must have that many.
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class VideoClassificationDataset(Dataset):
         processor_kwargs: dict[str, Any] | None = None,
         num_probe_threads: int = 8,
         seed: int = 0,
+        samples_per_class: int | None = None,
     ):
         if on_error not in ("raise", "skip"):
             raise ValueError(f"`on_error` must be 'raise' or 'skip', got {on_error!r}.")
@@ -93,6 +99,8 @@ class VideoClassificationDataset(Dataset):
         ]
         if on_error == "skip":
             self.samples = self._drop_unreadable(self.samples, num_probe_threads)
+        if samples_per_class is not None:
+            self.samples = self._draw_per_class(self.samples, samples_per_class)
 
     @property
     def label2id(self) -> dict[str, int]:
@@ -122,6 +130,17 @@ class VideoClassificationDataset(Dataset):
                 f"(on_error='skip'), e.g. {listed}"
             )
         return kept
+
+    def _draw_per_class(self, samples: list[tuple[Any, int]], k: int) -> list[tuple[Any, int]]:
+        """`k` samples of each class drawn with `self.seed`, by class id then in drawing order."""
+        by_class: dict[int, list[tuple[Any, int]]] = {}
+        for sample in samples:
+            by_class.setdefault(sample[1], []).append(sample)
+        short = [self.id2label[label] for label, members in by_class.items() if len(members) < k]
+        if short:
+            raise ValueError(f"Few-shot K={k}: classes {short[:5]} have fewer than {k} training examples.")
+        rng = random.Random(self.seed)
+        return [sample for label in sorted(by_class) for sample in rng.sample(by_class[label], k)]
 
     def __len__(self) -> int:
         return len(self.samples)

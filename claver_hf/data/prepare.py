@@ -28,16 +28,8 @@ from av.video.reformatter import VideoReformatter
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ..processing.decoding import (
-    VIDEO_EXTENSIONS,
-    PathLike,
-    VideoDecodingError,
-    _opened,
-    _orientation,
-    _to_rgb,
-    _video_stream,
-    probe_video,
-)
+from ..video_io.common import VIDEO_EXTENSIONS, PathLike, VideoDecodingError
+from ..video_io.container import opened, orientation, probe_video, to_rgb, video_stream
 
 logger = logging.getLogger(__name__)
 
@@ -301,17 +293,17 @@ def _upright_frames(source: Path, width: int, height: int) -> Iterator[np.ndarra
     """Every frame of `source` as an upright ``(height, width, 3)`` uint8 RGB array, in display order."""
     path = str(source)
     reformatter = VideoReformatter()
-    with _opened(path) as container:
-        stream = _video_stream(container, path)
+    with opened(path) as container:
+        stream = video_stream(container, path)
         for frame in container.decode(stream):
             # Scaling before rotating works on the smaller image; the scaled frame keeps the display
             # matrix, so it is sized in the stored orientation (sides swapped for quarter turns).
-            rotation = _orientation(frame)[0]
+            rotation = orientation(frame)[0]
             stored = (height, width) if rotation % 180 else (width, height)
             small = reformatter.reformat(
                 frame, width=stored[0], height=stored[1], format="rgb24", interpolation=_INTERPOLATION
             )
-            yield _to_rgb(small, reformatter)
+            yield to_rgb(small, reformatter)
 
 
 def _check_settings(short_side: int, keyframe_interval: int) -> None:

@@ -14,12 +14,15 @@ from .modeling_claver import (
     ClaverVisionModel,
     ClaverVisionModelOutput,
 )
+from .scoring import class_log_probs, text_view_logits, view_averaged_log_probs
+from .text_bank import ClaverTextBank
 
 __all__ = [
     "ClaverForVideoClassification",
     "ClaverModel",
     "ClaverOutput",
     "ClaverPreTrainedModel",
+    "ClaverTextBank",
     "ClaverVideoClassifierOutput",
     "ClaverVideoFeaturesOutput",
     "ClaverVisionModel",
@@ -27,5 +30,8 @@ __all__ = [
     "KroneckerEncoderLayer",
     "KroneckerMaskAttention",
     "kronecker_allowed_mask",
+    "class_log_probs",
     "kronecker_mask_mod",
+    "text_view_logits",
+    "view_averaged_log_probs",
 ]

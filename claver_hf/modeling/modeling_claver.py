@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 from transformers import CLIPConfig
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -23,12 +24,20 @@ from transformers.models.clip.modeling_clip import (
     CLIPVisionEmbeddings,
 )
 from transformers.utils import ModelOutput, logging
-from transformers.utils.generic import can_return_tuple
-from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
+from .._compat import (
+    CheckAttnImplementation,
+    InitializeEveryModule,
+    OutputRecorder,
+    can_return_tuple,
+    capture_outputs,
+    from_config,
+)
 from ..configuration.configuration_claver import ClaverConfig, ClaverVisionConfig
 from ..remote_code import save_remote_code
-from .kronecker import KroneckerEncoderLayer, KroneckerMaskAttention
+from .kronecker import KroneckerEncoderLayer, KroneckerMaskAttention, check_kronecker_attn_implementation
+from .scoring import class_log_probs, text_view_logits, view_averaged_log_probs
+from .text_bank import ClaverTextBank
 
 logger = logging.get_logger(__name__)
 
@@ -107,8 +116,9 @@ class ClaverVideoClassifierOutput(ModelOutput):
         Training: cross-entropy over classes averaged over the `B·K` (video, sampled text view) pairs.
         Evaluation: negative log of the view-averaged class probability of the label.
     logits (`torch.FloatTensor` of shape `(B, C)`):
-        Log of the class probabilities averaged over text views, so `logits.softmax(-1)` is that average.
-    video_embeds (`torch.FloatTensor` of shape `(B, E)`): the video embeddings.
+        Log of the class probabilities averaged over text views (and test views), so `logits.softmax(-1)` is that
+        average (see [`class_log_probs`]).
+    video_embeds (`torch.FloatTensor` of shape `(B, E)`, or `(B, N, E)` for `N` test views): the video embeddings.
     vision_model_output (`ClaverVideoFeaturesOutput`): output of the video encoder.
     """
 
@@ -123,7 +133,9 @@ class ClaverVideoClassifierOutput(ModelOutput):
 
 def _resample_frames(embedding: torch.Tensor, num_frames: int) -> torch.Tensor:
     """`(1, T, D)` per-frame embedding -> `(1, num_frames, D)`, linearly interpolated along time."""
-    if embedding.shape[1] == num_frames:
+    # `statically_known_true`: with a symbolic frame count (`torch.export` with a dynamic frame dimension) the
+    # comparison is unknown while tracing and must not pin the count; interpolating to the same length is exact.
+    if statically_known_true(embedding.shape[1] == num_frames):
         return embedding
     return F.interpolate(
         embedding.transpose(1, 2), size=num_frames, mode="linear", align_corners=False
@@ -168,13 +180,18 @@ class ClaverTemporalEncoder(nn.Module):
         return hidden_states
 
 
-class ClaverPreTrainedModel(CLIPPreTrainedModel):
+class ClaverPreTrainedModel(InitializeEveryModule, CheckAttnImplementation, CLIPPreTrainedModel):
     config: ClaverConfig
     base_model_prefix = "claver"
-    # A classifier's checkpoint carries its text bank, which the other classes have no use for (and a CLIP or
-    # plain CLAVER checkpoint lacks it: the classifier starts with an empty bank).
-    _keys_to_ignore_on_load_unexpected = [r"(^|\.)text_bank_"]
-    _keys_to_ignore_on_load_missing = [r"(^|\.)text_bank_"]
+    # CLIP's flags minus flash attention and external attention backends (vLLM, SGLang): the KMT blocks pass 4-D
+    # masks that those kernels cannot take or ignore. The text tower alone, a `CLIPTextModel`, keeps CLIP's flags.
+    _supports_flash_attn = False
+    _supports_attention_backend = False
+    # A classifier's checkpoint carries its text bank (`text_bank.*`, `text_bank_*` before it was a module), which
+    # the other classes have no use for (and a CLIP or plain CLAVER checkpoint lacks it: the classifier starts with
+    # an empty bank).
+    _keys_to_ignore_on_load_unexpected = [r"(^|\.)text_bank[._]"]
+    _keys_to_ignore_on_load_missing = [r"(^|\.)text_bank[._]"]
     input_modalities = ("video", "text")
     _no_split_modules = [
         "CLIPTextEmbeddings",
@@ -190,15 +207,21 @@ class ClaverPreTrainedModel(CLIPPreTrainedModel):
         "temporal_attentions": OutputRecorder(KroneckerMaskAttention, index=1),
     }
 
-    def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False) -> None:
-        # For models defined outside transformers, transformers skips every module that owns no parameter itself,
-        # guarding against custom inits that write tensors in place. CLIP sets its attention and MLP inits on
-        # exactly such modules (`CLIPAttention`, `CLIPMLP`: the weights live in child `nn.Linear`s), so the
-        # vision tower and the KMT blocks kept the generic 0.02 of every Linear, which shrinks their residual
-        # branches several times (the CLS token then barely depends on the frames at initialisation). Every init
-        # here goes through `transformers.initialization`, which leaves loaded tensors alone: the guard is not
-        # needed.
-        super()._initialize_weights(module, is_custom_code=False)
+    def get_correct_attn_implementation(
+        self, requested_attention: str | None, is_init_check: bool = False
+    ) -> str:
+        # `set_attn_implementation` checks the sub-models (the vision tower of a `ClaverModel`) through this one.
+        self._check_attn_implementation(requested_attention)
+        return super().get_correct_attn_implementation(requested_attention, is_init_check=is_init_check)
+
+    def _check_attn_implementation(self, implementation: str | None) -> None:
+        hint = ""
+        if hasattr(self.config, "text_config"):
+            hint = (
+                " The text tower (a CLIP text model) can use other kernels on its own: "
+                f"attn_implementation={{'text_config': {implementation!r}, 'vision_config': 'sdpa'}}."
+            )
+        check_kronecker_attn_implementation(implementation, type(self).__name__, hint)
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
@@ -227,10 +250,10 @@ class ClaverPreTrainedModel(CLIPPreTrainedModel):
                 std=module.vision_embed_dim**-0.5 * self.config.initializer_factor,
             )
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
-        elif isinstance(module, ClaverForVideoClassification):
-            init.zeros_(module.text_bank_input_ids)
-            init.zeros_(module.text_bank_attention_mask)
-            init.zeros_(module.text_bank_view_mask)
+        elif isinstance(module, ClaverTextBank):
+            init.zeros_(module.input_ids)
+            init.zeros_(module.attention_mask)
+            init.zeros_(module.view_mask)
 
     def _remote_code_auto_map(self) -> dict[str, type]:
         """Auto class -> the class it builds from a saved folder of this model: what claver_hf registers for
@@ -390,25 +413,6 @@ def _from_clip_pretrained(cls, pretrained_model_name_or_path: str, **kwargs):
     return cls.from_pretrained(pretrained_model_name_or_path, config=config, **kwargs)
 
 
-def view_averaged_log_probs(view_logits: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Log of the class probabilities averaged over text views (SPEC §3 inference).
-
-    Args:
-        view_logits: `(B, V, C)` logits of every video against view `v` of every class `c`.
-        view_mask: `(V, C)`, `False` where class `c` has no view `v`; such a slot takes the mean of the class's
-            logits over the views it has, so that no prompt counts twice.
-
-    Returns:
-        `(B, C)`: `log(mean over v of softmax over c of view_logits[:, v])`; its softmax is that mean.
-    """
-    if view_mask is not None and not bool(view_mask.all()):
-        mask = view_mask[None]
-        class_mean = (view_logits * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True)
-        view_logits = torch.where(mask, view_logits, class_mean)
-    num_views = torch.tensor(float(view_logits.shape[1]), device=view_logits.device, dtype=view_logits.dtype)
-    return torch.logsumexp(view_logits.log_softmax(dim=-1), dim=1) - torch.log(num_views)
-
-
 def _l2_normalize(tensor: torch.Tensor) -> torch.Tensor:
     return tensor / tensor.norm(p=2, dim=-1, keepdim=True)
 
@@ -428,8 +432,8 @@ class ClaverModel(ClaverPreTrainedModel):
         self.text_embed_dim = text_config.hidden_size
         self.vision_embed_dim = vision_config.hidden_size
 
-        self.text_model = CLIPTextModel._from_config(text_config)
-        self.vision_model = ClaverVisionModel._from_config(vision_config)
+        self.text_model = from_config(CLIPTextModel, text_config)
+        self.vision_model = from_config(ClaverVisionModel, vision_config)
         self.visual_projection = nn.Linear(self.vision_embed_dim, self.projection_dim, bias=False)
         self.text_projection = nn.Linear(self.text_embed_dim, self.projection_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
@@ -465,6 +469,10 @@ class ClaverModel(ClaverPreTrainedModel):
         text_outputs.pooler_output = self.text_projection(text_outputs.pooler_output)
         return text_outputs
 
+    def text_parameters(self) -> list[nn.Parameter]:
+        """Every weight the text embeddings depend on: the text tower and the text projection."""
+        return [*self.text_model.parameters(), *self.text_projection.parameters()]
+
     def encode_texts(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, batch_size: int = 1024
     ) -> torch.Tensor:
@@ -492,7 +500,7 @@ class ClaverModel(ClaverPreTrainedModel):
     ) -> ClaverVideoFeaturesOutput:
         """Video encoder output with `pooler_output` = video embeddings `(B, E)` and `frame_embeds` `(B, T, E)`.
 
-        The video embedding is the mean over frames of the L2-normalised frame embeddings (SPEC §1.5).
+        The video embedding is the mean over frames of the L2-normalised frame embeddings (docs/video-encoder.md, step 5).
         """
         vision_outputs = self.vision_model(
             pixel_values=pixel_values,
@@ -568,24 +576,36 @@ class ClaverModel(ClaverPreTrainedModel):
         )
 
 
-class ClaverForVideoClassification(ClaverPreTrainedModel):
-    """CLAVER classifier over a fixed set of classes described by a stored *text bank*.
+# Before the text bank was a module of its own, its buffers were the classifier's: `text_bank_input_ids`, ...
+_LEGACY_TEXT_BANK_KEYS = {
+    f"text_bank_{name}": f"text_bank.{name}" for name in ("input_ids", "attention_mask", "view_mask")
+}
 
-    The text bank holds, for each of `C` classes (`config.id2label`), `V` tokenised text views (templates and
-    interpretive prompts), as the buffers `text_bank_input_ids` / `text_bank_attention_mask` `(V, C, S)` and
-    `text_bank_view_mask` `(V, C)` (which views a class really has). They are saved with the weights, so a
-    checkpoint classifies from video alone. Set or replace the bank with [`set_text_bank`].
+
+def _rename_legacy_text_bank_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """`load_state_dict` pre-hook: a state dict of the former layout loads into the classifier (Trainer resumes
+    through `load_state_dict`)."""
+    for old, new in _LEGACY_TEXT_BANK_KEYS.items():
+        if prefix + old in state_dict:
+            state_dict[prefix + new] = state_dict.pop(prefix + old)
+
+
+class ClaverForVideoClassification(ClaverPreTrainedModel):
+    """CLAVER classifier over a fixed set of classes described by a stored text bank ([`ClaverTextBank`]).
+
+    The text bank `text_bank` holds, for each of `C` classes (`config.id2label`), up to `V` tokenised text views
+    (templates and interpretive prompts). It is saved with the weights, so a checkpoint classifies from video
+    alone. Set or replace it with [`set_text_bank`].
 
     - Training: each step draws `config.num_text_views_per_step` (K) views per class at random, with
       replacement, among the class's own views; the loss is cross-entropy over classes averaged over the B·K
       (video, view) pairs, with hard `(B,)` or soft `(B, C)` labels and `config.label_smoothing`.
-    - Evaluation: class probabilities (softmax over classes) of every view, averaged over the views. A class
-      lacking view `v` takes, in view `v`, the mean of its logits over the views it has (no prompt is
-      duplicated). The text features are cached while the model is in eval mode and gradients are off; the
-      cache is keyed on the text tower's weights (storage and in-place version) and the bank, so
-      `load_state_dict`, device moves and `set_text_bank` invalidate it, and it is dropped whenever the model
-      enters training mode with a trainable text tower (fused optimizers update weights without bumping their
-      version counters).
+    - Evaluation: the scores of [`class_log_probs`]: class probabilities (softmax over classes) of every view,
+      averaged over the views, and over the test views of each video when several are given. A class lacking
+      view `v` takes, in view `v`, the mean of its logits over the views it has (no prompt is duplicated). The
+      bank's embeddings are cached while the model is in eval mode and gradients are off, or while the text tower
+      is frozen; the cache is dropped whenever the model enters training mode with a trainable text tower (fused
+      optimizers update weights without bumping their version counters, which the cache is keyed on).
     """
 
     main_input_name = "pixel_values"
@@ -596,14 +616,19 @@ class ClaverForVideoClassification(ClaverPreTrainedModel):
 
     def __init__(self, config: ClaverConfig):
         super().__init__(config)
-        self.claver = ClaverModel._from_config(config)
-        bank_shape = (config.text_bank_num_views, config.num_labels, config.text_bank_max_length)
-        self.register_buffer("text_bank_input_ids", torch.zeros(bank_shape, dtype=torch.long))
-        self.register_buffer("text_bank_attention_mask", torch.zeros(bank_shape, dtype=torch.long))
-        self.register_buffer("text_bank_view_mask", torch.zeros(bank_shape[:2], dtype=torch.bool))
-        self._text_bank_version = 0
-        self._text_feature_cache: tuple[tuple, torch.Tensor] | None = None
+        self.claver = from_config(ClaverModel, config)
+        self.text_bank = ClaverTextBank(
+            config.text_bank_num_views, config.num_labels, config.text_bank_max_length
+        )
+        self.register_load_state_dict_pre_hook(_rename_legacy_text_bank_keys)
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs) -> "ClaverForVideoClassification":
+        """`PreTrainedModel.from_pretrained`; checkpoints saved before the text bank was a module (keys
+        `text_bank_*`) load too."""
+        kwargs["key_mapping"] = {**_LEGACY_TEXT_BANK_KEYS, **(kwargs.get("key_mapping") or {})}
+        return super().from_pretrained(*args, **kwargs)
 
     @classmethod
     def from_clip_pretrained(
@@ -619,7 +644,7 @@ class ClaverForVideoClassification(ClaverPreTrainedModel):
         view_mask: torch.Tensor | None = None,
         id2label: dict[int, str] | None = None,
     ) -> None:
-        """Store the tokenised text views of the classes.
+        """Store the tokenised text views of the classes (see [`ClaverTextBank.set_views`]) and their names.
 
         Args:
             input_ids: `(V, C, S)` token ids, view-major.
@@ -628,89 +653,46 @@ class ClaverForVideoClassification(ClaverPreTrainedModel):
                 defaults to all `True`. Every class needs at least one view.
             id2label: class names, `C` of them; defaults to the current `config.id2label` when it has `C` entries.
         """
-        if input_ids.ndim != 3:
-            raise ValueError(
-                f"`input_ids` of a text bank must have shape (views, classes, sequence_length), got {tuple(input_ids.shape)}."
-            )
-        num_views, num_classes, length = input_ids.shape
-        if num_views == 0 or num_classes == 0:
-            raise ValueError(
-                f"A text bank needs at least one view and one class, got shape {tuple(input_ids.shape)}."
-            )
-        attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        view_mask = (
-            torch.ones(num_views, num_classes, dtype=torch.bool) if view_mask is None else view_mask.bool()
-        )
-        if attention_mask.shape != input_ids.shape:
-            raise ValueError(
-                f"`attention_mask` shape {tuple(attention_mask.shape)} must equal `input_ids` shape {tuple(input_ids.shape)}."
-            )
-        if view_mask.shape != (num_views, num_classes):
-            raise ValueError(
-                f"`view_mask` must have shape {(num_views, num_classes)}, got {tuple(view_mask.shape)}."
-            )
-        empty = (~view_mask.any(dim=0)).nonzero().flatten().tolist()
-        if empty:
-            raise ValueError(f"Classes {empty} have no text view in `view_mask`.")
+        if input_ids.ndim == 3:  # otherwise `set_views` below names the shape it expects
+            id2label = self._bank_id2label(id2label, num_classes=input_ids.shape[1])
+        self.text_bank.set_views(input_ids, attention_mask, view_mask)
+        self.config.id2label = {int(i): name for i, name in id2label.items()}
+        self.config.label2id = {name: i for i, name in self.config.id2label.items()}
+        self.config.text_bank_num_views = self.text_bank.num_views
+        self.config.text_bank_max_length = self.text_bank.max_length
+
+    def _bank_id2label(self, id2label: dict[int, str] | None, num_classes: int) -> dict[int, str]:
         if id2label is None:
             if self.config.id2label is None or len(self.config.id2label) != num_classes:
                 raise ValueError(
                     f"The text bank has {num_classes} classes but config.id2label has "
                     f"{len(self.config.id2label or {})}; pass `id2label`."
                 )
-            id2label = self.config.id2label
+            return self.config.id2label
         if len(id2label) != num_classes:
             raise ValueError(
                 f"`id2label` has {len(id2label)} names for a text bank of {num_classes} classes."
             )
-
-        device = self.text_bank_input_ids.device
-        self.text_bank_input_ids = input_ids.to(device=device, dtype=torch.long)
-        self.text_bank_attention_mask = attention_mask.to(device=device, dtype=torch.long)
-        self.text_bank_view_mask = view_mask.to(device)
-        self.config.id2label = {int(i): name for i, name in id2label.items()}
-        self.config.label2id = {name: i for i, name in self.config.id2label.items()}
-        self.config.text_bank_num_views = num_views
-        self.config.text_bank_max_length = length
-        self._text_bank_version += 1
-        self._text_feature_cache = None
+        return id2label
 
     @property
     def num_classes(self) -> int:
-        return self.text_bank_view_mask.shape[1]
+        return self.text_bank.num_classes
 
-    def _encode_bank(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.claver.encode_texts(input_ids, attention_mask, self.text_encoding_batch_size)
+    @property
+    def text_encoder_frozen(self) -> bool:
+        """Whether no text-tower weight is trained (`requires_grad=False`): its features can then be cached."""
+        return not any(p.requires_grad for p in self.claver.text_parameters())
 
     def train(self, mode: bool = True) -> "ClaverForVideoClassification":
         # Fused AdamW (Trainer's default) updates parameters in place without bumping `_version`: the cache key
         # cannot see its steps, so features cached for an evaluation die when training resumes.
         if mode and not self.text_encoder_frozen:
-            self._text_feature_cache = None
+            self.text_bank.invalidate()
         return super().train(mode)
 
-    def _text_cache_key(self) -> tuple:
-        params = [*self.claver.text_model.parameters(), self.claver.text_projection.weight]
-        weights = tuple((p.data_ptr(), p._version) for p in params)
-        bank = (
-            self._text_bank_version,
-            self.text_bank_input_ids.data_ptr(),
-            self.text_bank_input_ids._version,
-        )
-        return bank, weights, params[0].dtype, params[0].device
-
-    def _require_text_bank(self) -> None:
-        if self.text_bank_view_mask.numel() == 0 or not bool(self.text_bank_view_mask.any(dim=0).all()):
-            raise ValueError(
-                "This model has no complete text bank: call `set_text_bank(...)` (or load a checkpoint that has "
-                "one) before classifying."
-            )
-
-    @property
-    def text_encoder_frozen(self) -> bool:
-        """Whether no text-tower weight is trained (`requires_grad=False`): its features can then be cached."""
-        params = [*self.claver.text_model.parameters(), self.claver.text_projection.weight]
-        return not any(p.requires_grad for p in params)
+    def _encode_texts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.claver.encode_texts(input_ids, attention_mask, self.text_encoding_batch_size)
 
     def bank_text_features(self) -> torch.Tensor:
         """`(V, C, E)` normalised embeddings of every view of every class.
@@ -718,37 +700,8 @@ class ClaverForVideoClassification(ClaverPreTrainedModel):
         Cached when nothing can change them within a step: in eval mode without gradients, or whenever the text
         tower is frozen (then training reuses them too).
         """
-        self._require_text_bank()
-        cacheable = self.text_encoder_frozen or (not self.training and not torch.is_grad_enabled())
-        if cacheable:
-            key = self._text_cache_key()
-            if self._text_feature_cache is not None and self._text_feature_cache[0] == key:
-                return self._text_feature_cache[1]
-            with torch.no_grad():
-                features = self._encode_bank(self.text_bank_input_ids, self.text_bank_attention_mask)
-            self._text_feature_cache = (key, features)
-            return features
-        self._text_feature_cache = None
-        return self._encode_bank(self.text_bank_input_ids, self.text_bank_attention_mask)
-
-    def _sample_view_indices(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw K views per class among its own views, with replacement -> view and class indices `(K, C)`."""
-        self._require_text_bank()
-        num_samples = self.config.num_text_views_per_step
-        weights = self.text_bank_view_mask.t().float()  # (C, V)
-        views = torch.multinomial(weights, num_samples, replacement=True).t()  # (K, C)
-        classes = torch.arange(self.num_classes, device=views.device).expand_as(views)
-        return views, classes
-
-    def _sampled_text_features(self) -> torch.Tensor:
-        """`(K, C, E)` features of K random views per class: only those K·C texts are encoded, or, with a frozen
-        text tower, they are picked from the cached features of the whole bank."""
-        views, classes = self._sample_view_indices()
-        if self.text_encoder_frozen:
-            return self.bank_text_features()[views, classes]
-        return self._encode_bank(
-            self.text_bank_input_ids[views, classes], self.text_bank_attention_mask[views, classes]
-        )
+        use_cache = self.text_encoder_frozen or (not self.training and not torch.is_grad_enabled())
+        return self.text_bank.embeddings(self._encode_texts, self.claver.text_parameters(), use_cache)
 
     def _check_labels(self, labels: torch.Tensor, batch_size: int) -> None:
         num_classes = self.num_classes
@@ -777,41 +730,48 @@ class ClaverForVideoClassification(ClaverPreTrainedModel):
         **kwargs,
     ) -> ClaverVideoClassifierOutput:
         r"""
-        pixel_values (`torch.FloatTensor` of shape `(B, T, C, H, W)`): normalised video frames.
+        pixel_values (`torch.FloatTensor` of shape `(B, T, C, H, W)`, or `(B, N, T, C, H, W)` in evaluation):
+            Normalised video frames; with `N` test views per video (clips × crops), the class probabilities are
+            averaged over them too.
         labels (`torch.LongTensor` of shape `(B,)` or `torch.FloatTensor` of shape `(B, C)`, *optional*):
             Class indices, or soft targets (mixup / cutmix) whose rows sum to 1.
         """
+        test_views = pixel_values is not None and pixel_values.ndim == 6
+        if test_views and self.training:
+            raise ValueError(
+                "`pixel_values` of shape (batch, test_views, frames, channels, height, width) are for evaluation: "
+                "call `model.eval()`, or train on (batch, frames, channels, height, width)."
+            )
         video_outputs = self.claver.get_video_features(
-            pixel_values=pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs
+            pixel_values=pixel_values.flatten(0, 1) if test_views else pixel_values,
+            interpolate_pos_encoding=interpolate_pos_encoding,
+            **kwargs,
         )
-        video_embeds = video_outputs.pooler_output  # (B, E)
+        video_embeds = video_outputs.pooler_output  # (B·N, E) or (B, E)
+        if test_views:
+            video_embeds = video_embeds.unflatten(0, pixel_values.shape[:2])  # (B, N, E)
         if labels is not None:
             self._check_labels(labels, video_embeds.shape[0])
         scale = self.claver.logit_scale.exp()
 
-        if self.training:
-            text_embeds = self._sampled_text_features()  # (K, C, E)
-            view_logits = scale * torch.einsum(
-                "be,kce->bkc", video_embeds, text_embeds.to(video_embeds.dtype)
-            )
+        if not self.training:
+            logits = class_log_probs(video_embeds, self.bank_text_features(), scale, self.text_bank.view_mask)
+            loss = None if labels is None else F.cross_entropy(logits, labels)
         else:
-            text_embeds = self.bank_text_features()  # (V, C, E)
-            view_logits = scale * torch.einsum(
-                "be,vce->bvc", video_embeds, text_embeds.to(video_embeds.dtype)
-            )
-
-        num_views = view_logits.shape[1]
-        logits = view_averaged_log_probs(view_logits, None if self.training else self.text_bank_view_mask)
-
-        loss = None
-        if labels is not None:
-            if self.training:
-                targets = labels.repeat_interleave(num_views, dim=0)
+            text_embeds = self.text_bank.sampled_embeddings(
+                self._encode_texts,
+                self.claver.text_parameters(),
+                self.config.num_text_views_per_step,
+                use_cache=self.text_encoder_frozen,
+            )  # (K, C, E)
+            view_logits = text_view_logits(video_embeds, text_embeds, scale)  # (B, K, C)
+            logits = view_averaged_log_probs(view_logits)
+            loss = None
+            if labels is not None:
+                targets = labels.repeat_interleave(view_logits.shape[1], dim=0)
                 loss = F.cross_entropy(
                     view_logits.flatten(0, 1), targets, label_smoothing=self.config.label_smoothing
                 )
-            else:
-                loss = F.cross_entropy(logits, labels)
 
         return ClaverVideoClassifierOutput(
             loss=loss, logits=logits, video_embeds=video_embeds, vision_model_output=video_outputs
@@ -819,7 +779,6 @@ class ClaverForVideoClassification(ClaverPreTrainedModel):
 
 
 __all__ = [
-    "view_averaged_log_probs",
     "ClaverForVideoClassification",
     "ClaverModel",
     "ClaverPreTrainedModel",

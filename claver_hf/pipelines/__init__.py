@@ -3,12 +3,8 @@
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from ..modeling.modeling_claver import ClaverModel
-from .zero_shot_video_classification import (
-    TASK,
-    CandidateLabelTexts,
-    ZeroShotVideoClassificationPipeline,
-    candidate_label_texts,
-)
+from .label_embeddings import LabelViewEmbeddings, text_tower_fingerprint
+from .zero_shot_video_classification import TASK, ZeroShotVideoClassificationPipeline
 
 
 def register_pipelines() -> None:
@@ -25,8 +21,8 @@ def register_pipelines() -> None:
 
 __all__ = [
     "TASK",
-    "CandidateLabelTexts",
+    "LabelViewEmbeddings",
     "ZeroShotVideoClassificationPipeline",
-    "candidate_label_texts",
     "register_pipelines",
+    "text_tower_fingerprint",
 ]

@@ -1,10 +1,11 @@
 """`pipeline("zero-shot-video-classification")`: rank free-form action labels for videos with a CLAVER model.
 
-Every candidate label is described by several text views (SPEC §3): its interpretive prompts and the bank's
-templates when the label is in a prompt bank, the 16 hand templates filled with its name otherwise, plus any
-descriptions the caller gives. For each view, the video is scored against all labels (softmax over labels of
-`logit_scale · <video embedding, normalised text embedding>`); the probabilities are averaged over the views,
-then over the test views of the video (clips × crops).
+Every candidate label is described by several text views ([`resolve_label_views`]): the prompt bank's templates
+and interpretive prompts when the label is in the bank, the 16 hand templates filled with its name otherwise,
+plus any descriptions the caller gives. Labels are scored by [`class_log_probs`], the rule of CLAVER's
+classifier: for each text view, softmax over the labels of `logit_scale · <video embedding, normalised text
+embedding>`; the probabilities are averaged over the views, then over the test views of the video (clips ×
+crops).
 
 Shapes: `B` videos, `N` test views per video, `V` text views per label, `C` labels, `E` embedding size.
 """
@@ -13,90 +14,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from transformers.pipelines.base import Pipeline
 
-from ..modeling.modeling_claver import ClaverForVideoClassification, ClaverModel, view_averaged_log_probs
+from ..modeling.modeling_claver import ClaverForVideoClassification, ClaverModel
+from ..modeling.scoring import class_log_probs
 from ..processing.processing_claver import ClaverProcessor
 from ..processing.video_processing_claver import _is_single_video
-from ..prompts.bank import PromptBank, display_name, load_prompt_bank, normalize_sentence
-from ..prompts.templates import TEMPLATES
+from ..prompts.bank import PromptBank
+from ..prompts.label_views import resolve_label_views
+from .label_embeddings import LabelViewEmbeddings
 
 TASK = "zero-shot-video-classification"
-
-
-@dataclass
-class CandidateLabelTexts:
-    """The text views of one call's candidate labels.
-
-    Attributes:
-        labels: the candidate labels as given, in order.
-        views: for each label, its text views.
-        bank_classes: for each label, the prompt-bank class it matched, or `None` (templates only).
-        text_embeds: `(V, C, E)` normalised embeddings of the views, computed once per call by the pipeline.
-        view_mask: `(V, C)`, `False` where label `c` has no view `v` (labels have different numbers of views).
-    """
-
-    labels: list[str]
-    views: list[list[str]]
-    bank_classes: list[str | None]
-    text_embeds: torch.Tensor | None = None
-    view_mask: torch.Tensor | None = None
-
-
-def candidate_label_texts(
-    candidate_labels: Sequence[str],
-    prompt_bank: PromptBank | None = None,
-    label_descriptions: Mapping[str, str | Sequence[str]] | None = None,
-) -> CandidateLabelTexts:
-    """The text views of each candidate label.
-
-    A label found in `prompt_bank` (by class name, or by display name, ignoring case and punctuation) takes the
-    bank's views of that class: its templates filled with the class's display name, then its interpretive
-    prompts. Any other label takes [`TEMPLATES`] filled with `display_name(label)`. Sentences in
-    `label_descriptions[label]` are appended as extra views.
-    """
-    labels = [candidate_labels] if isinstance(candidate_labels, str) else list(candidate_labels)
-    if not labels:
-        raise ValueError("`candidate_labels` is empty: give at least one label.")
-    duplicates = sorted({label for label in labels if labels.count(label) > 1})
-    if duplicates:
-        raise ValueError(f"`candidate_labels` repeats {duplicates}.")
-    descriptions = dict(label_descriptions or {})
-    unknown = [label for label in descriptions if label not in labels]
-    if unknown:
-        raise ValueError(f"`label_descriptions` has entries for {unknown}, which are not candidate labels.")
-
-    lookup = _bank_lookup(prompt_bank) if prompt_bank is not None else {}
-    views, bank_classes = [], []
-    for label in labels:
-        bank_class = label if prompt_bank is not None and label in prompt_bank.classes else None
-        bank_class = bank_class or lookup.get(normalize_sentence(label))
-        label_views = (
-            prompt_bank.views(bank_class)
-            if bank_class is not None
-            else [template.format(display_name(label)) for template in TEMPLATES]
-        )
-        extra = descriptions.get(label, [])
-        extra = [extra] if isinstance(extra, str) else list(extra)
-        if not all(isinstance(text, str) and text.strip() for text in extra):
-            raise ValueError(f"`label_descriptions[{label!r}]` must be non-empty sentences, got {extra!r}.")
-        views.append(label_views + [text.strip() for text in extra])
-        bank_classes.append(bank_class)
-    return CandidateLabelTexts(labels, views, bank_classes)
-
-
-def _bank_lookup(prompt_bank: PromptBank) -> dict[str, str]:
-    """Normalised class names and display names -> class name (the first class wins a shared key)."""
-    lookup: dict[str, str] = {}
-    for name, entry in prompt_bank.classes.items():
-        for key in (name, display_name(name), entry.display_name):
-            lookup.setdefault(normalize_sentence(key), name)
-    return lookup
 
 
 class ZeroShotVideoClassificationPipeline(Pipeline):
@@ -114,7 +46,9 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
     [{'label': 'playing guitar', 'score': 0.93}, {'label': 'ApplyEyeMakeup', 'score': 0.07}]
     ```
 
-    The text features of the candidate labels are computed once per call, whatever the number of videos.
+    The text embeddings of the candidate labels are computed once per call, whatever the number of videos; to
+    compute them once for many calls, get them from [`label_embeddings`] (and `save` them) and pass them as
+    `text_embeddings`.
     """
 
     _load_processor = True
@@ -122,8 +56,6 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
     _load_image_processor = False
     _load_video_processor = False
     _load_feature_extractor = False
-    # Texts encoded per forward pass of the text tower.
-    text_batch_size = 256
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -141,10 +73,11 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
     def __call__(
         self,
         videos: Any,
-        candidate_labels: Sequence[str],
+        candidate_labels: Sequence[str] | None = None,
         *,
         prompt_bank: PromptBank | str | os.PathLike | None = None,
         label_descriptions: Mapping[str, str | Sequence[str]] | None = None,
+        text_embeddings: LabelViewEmbeddings | str | os.PathLike | None = None,
         **kwargs: Any,
     ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
         """Score `candidate_labels` for one video or a list of videos.
@@ -152,10 +85,14 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
         Args:
             videos: a video (path, `(T, H, W, 3)` array or tensor, list of PIL frames), or a list of videos, or a
                 `(B, T, H, W, 3)` batch.
-            candidate_labels: the labels to rank.
+            candidate_labels: the labels to rank; with `text_embeddings`, optional (and then the same labels in
+                the same order).
             prompt_bank: a [`PromptBank`], a bundled bank name (`"ucf101"`, ...) or a bank file; defaults to the
                 processor's bank. Labels found in it use its interpretive prompts.
             label_descriptions: `{label: [sentences]}`, extra text views of some labels.
+            text_embeddings: [`LabelViewEmbeddings`] (or the file they were saved to) from an earlier
+                [`label_embeddings`] call: the labels and views they were computed for are used without encoding
+                any text. Refused if they come from another text tower or tokenizer.
             num_frames, num_clips, num_crops: frames per clip and test views, passed to the video processor;
                 probabilities are averaged over the `num_clips × num_crops` views.
             top_k: keep the `top_k` best labels (default: all).
@@ -165,19 +102,61 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
             For one video, `[{"label", "score"}]` sorted by decreasing score, scores summing to 1 over all labels;
             for several, one such list per video.
         """
-        bank = self.processor.prompt_bank if prompt_bank is None else prompt_bank
-        if bank is not None and not isinstance(bank, PromptBank):
-            bank = load_prompt_bank(bank)
-        texts = candidate_label_texts(candidate_labels, bank, label_descriptions)
+        if text_embeddings is None:
+            if candidate_labels is None:
+                raise ValueError("Give `candidate_labels` (or `text_embeddings` computed for some labels).")
+            embeddings = self.label_embeddings(candidate_labels, prompt_bank, label_descriptions)
+        else:
+            embeddings = self._saved_embeddings(
+                text_embeddings, candidate_labels, prompt_bank, label_descriptions
+            )
         if isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim == 5:
             videos = list(videos)
         single = _is_single_video(videos)
-        outputs = super().__call__([videos] if single else videos, candidate_texts=texts, **kwargs)
+        outputs = super().__call__([videos] if single else videos, label_embeddings=embeddings, **kwargs)
         return outputs[0] if single else outputs
+
+    def label_embeddings(
+        self,
+        candidate_labels: Sequence[str],
+        prompt_bank: PromptBank | str | os.PathLike | None = None,
+        label_descriptions: Mapping[str, str | Sequence[str]] | None = None,
+    ) -> LabelViewEmbeddings:
+        """The text embeddings of the labels' views, as a call with these arguments computes them; pass them
+        (or the file [`LabelViewEmbeddings.save`] writes) as `text_embeddings` to later calls."""
+        bank = self.processor.prompt_bank if prompt_bank is None else prompt_bank
+        views = resolve_label_views(candidate_labels, bank, label_descriptions)
+        return LabelViewEmbeddings.compute(self.claver, self.processor, views)
+
+    def _saved_embeddings(
+        self,
+        text_embeddings: LabelViewEmbeddings | str | os.PathLike,
+        candidate_labels: Sequence[str] | None,
+        prompt_bank: PromptBank | str | os.PathLike | None,
+        label_descriptions: Mapping[str, str | Sequence[str]] | None,
+    ) -> LabelViewEmbeddings:
+        """`text_embeddings` loaded, checked against the call's other arguments, this model and this processor,
+        and moved to the model's device."""
+        if prompt_bank is not None or label_descriptions is not None:
+            raise ValueError(
+                "`text_embeddings` fix the labels' text views: do not pass `prompt_bank` or `label_descriptions` "
+                "with them."
+            )
+        if not isinstance(text_embeddings, LabelViewEmbeddings):
+            text_embeddings = LabelViewEmbeddings.load(text_embeddings)
+        if candidate_labels is not None:
+            labels = [candidate_labels] if isinstance(candidate_labels, str) else list(candidate_labels)
+            if labels != text_embeddings.labels:
+                raise ValueError(
+                    f"`text_embeddings` were computed for the labels {text_embeddings.labels}, not "
+                    f"`candidate_labels` {labels}: pass the same labels in the same order, or omit them."
+                )
+        text_embeddings.check(self.claver, self.processor)
+        return text_embeddings.to(self.device)
 
     def _sanitize_parameters(
         self,
-        candidate_texts: CandidateLabelTexts | None = None,
+        label_embeddings: LabelViewEmbeddings | None = None,
         num_frames: int | None = None,
         num_clips: int | None = None,
         num_crops: int | None = None,
@@ -186,9 +165,9 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
         video_kwargs = {"num_frames": num_frames, "num_clips": num_clips, "num_crops": num_crops}
         preprocess_params = {name: value for name, value in video_kwargs.items() if value is not None}
         forward_params, postprocess_params = {}, {}
-        if candidate_texts is not None:
-            forward_params["candidate_texts"] = candidate_texts
-            postprocess_params["labels"] = candidate_texts.labels
+        if label_embeddings is not None:
+            forward_params["label_embeddings"] = label_embeddings
+            postprocess_params["labels"] = label_embeddings.labels
         if top_k is not None:
             postprocess_params["top_k"] = top_k
         return preprocess_params, forward_params, postprocess_params
@@ -205,29 +184,17 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
         return {"video_views": pixel_values.to(self.dtype)[None]}
 
     def _forward(
-        self, model_inputs: dict[str, torch.Tensor], candidate_texts: CandidateLabelTexts
+        self, model_inputs: dict[str, torch.Tensor], label_embeddings: LabelViewEmbeddings
     ) -> dict[str, torch.Tensor]:
         video_views = model_inputs["video_views"]  # (B, N, T, 3, H, W)
-        batch_size, num_test_views = video_views.shape[:2]
         video_embeds = self.claver.get_video_features(pixel_values=video_views.flatten(0, 1)).pooler_output
-        text_embeds, view_mask = self._text_features(candidate_texts)
-        view_logits = self.claver.logit_scale.exp() * torch.einsum(
-            "be,vce->bvc", video_embeds, text_embeds.to(video_embeds.dtype)
+        log_probs = class_log_probs(
+            video_embeds.unflatten(0, video_views.shape[:2]),  # (B, N, E)
+            label_embeddings.text_embeds,
+            self.claver.logit_scale.exp(),
+            label_embeddings.view_mask,
         )
-        probs = view_averaged_log_probs(view_logits, view_mask).exp()  # (B·N, C)
-        return {"scores": probs.view(batch_size, num_test_views, -1).mean(dim=1)}
-
-    def _text_features(self, texts: CandidateLabelTexts) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(V, C, E)` normalised view embeddings and the `(V, C)` view mask, stored on `texts` the first time."""
-        if texts.text_embeds is None:
-            grid = self.processor.tokenize_views(texts.views)
-            texts.text_embeds = self.claver.encode_texts(
-                grid["input_ids"].to(self.device),
-                grid["attention_mask"].to(self.device),
-                self.text_batch_size,
-            )
-            texts.view_mask = grid["view_mask"].to(self.device)
-        return texts.text_embeds, texts.view_mask
+        return {"scores": log_probs.exp()}
 
     def postprocess(
         self, model_outputs: dict[str, torch.Tensor], labels: list[str], top_k: int | None = None
@@ -237,9 +204,4 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
         return [{"label": label, "score": score} for label, score in ranked[:top_k]]
 
 
-__all__ = [
-    "TASK",
-    "CandidateLabelTexts",
-    "ZeroShotVideoClassificationPipeline",
-    "candidate_label_texts",
-]
+__all__ = ["TASK", "ZeroShotVideoClassificationPipeline"]

@@ -1,29 +1,38 @@
 """ClaverProcessor: CLIP's tokenizer and ClaverVideoProcessor behind one call."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: transformers reads the modality types of `ClaverProcessorKwargs` from
+# its annotations, which must then be classes, not strings.
 
 import os
 from typing import Any
 
 import torch
 from transformers.image_processing_utils import BatchFeature
-from transformers.processing_utils import ProcessorMixin
-from transformers.utils import cached_file, logging
+from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
+from transformers.utils import logging
 
+from .._compat import merge_processor_kwargs, optional_cached_file
 from ..prompts.bank import INTERPRETIVE_FORMS, PromptBank, load_prompt_bank
 from ..remote_code import save_remote_code
+from .video_processing_claver import ClaverVideoProcessorKwargs
 
 logger = logging.get_logger(__name__)
+
+
+class ClaverProcessorKwargs(ProcessingKwargs, total=False):
+    videos_kwargs: ClaverVideoProcessorKwargs
 
 
 class ClaverProcessor(ProcessorMixin):
     r"""
     Wraps a CLIP tokenizer, a [`ClaverVideoProcessor`] and optionally a prompt bank.
 
-    `processor(text=..., videos=..., return_tensors="pt")` returns `input_ids` / `attention_mask` (padded, and
-    truncated to `max_text_length` tokens, CLIP's context, with a warning the first time a text is cut) and
-    `pixel_values` (`video_index` too for multi-view evaluation). Video keyword arguments (`training`,
-    `num_frames`, `num_clips`, `num_crops`, ...) go to the video processor.
+    `processor(text=..., videos=...)` returns `input_ids` / `attention_mask` and `pixel_values` (`video_index`
+    too for multi-view evaluation), as tensors unless `return_tensors` says otherwise. Keyword arguments go to
+    the tokenizer or the video processor, whichever takes them, as in every transformers processor (or pass
+    `text_kwargs={...}` / `videos_kwargs={...}`). Texts are padded to the longest and cut to `max_text_length`
+    tokens, CLIP's context, keeping the end token, with a warning the first time a text is cut; `padding`,
+    `truncation` and `max_length` change that per call.
 
     With a prompt bank, [`text_bank`] tokenises every class's views (templates + interpretive prompts) into the
     `(views, classes, tokens)` tensors that [`ClaverForVideoClassification.set_text_bank`] stores. The bank is
@@ -39,6 +48,8 @@ class ClaverProcessor(ProcessorMixin):
     """
 
     prompt_bank_file = "prompt_bank.json"
+    valid_processor_kwargs = ClaverProcessorKwargs
+    videos_kwargs = {"return_tensors": "pt"}
 
     def __init__(
         self,
@@ -57,47 +68,63 @@ class ClaverProcessor(ProcessorMixin):
         )
         super().__init__(video_processor, tokenizer, **kwargs)
 
+    @property
+    def text_kwargs(self) -> dict[str, Any]:
+        # The tokenizer's defaults (lowest priority in `ProcessorMixin._merge_kwargs`): CLIP's text tower has
+        # `max_text_length` positions, and the model takes rectangular batches.
+        return {
+            "padding": True,
+            "truncation": True,
+            "max_length": self.max_text_length,
+            "return_tensors": "pt",
+        }
+
     def __call__(
         self,
         text: str | list[str] | None = None,
         videos: Any = None,
-        return_tensors: str | None = "pt",
-        **video_kwargs: Any,
+        **kwargs: Unpack[ClaverProcessorKwargs],
     ) -> BatchFeature:
         if text is None and videos is None:
             raise ValueError("ClaverProcessor needs `text`, `videos`, or both.")
-        data: dict[str, Any] = {}
-        if text is not None:
-            data.update(self.tokenize(text))
-        if videos is not None:
-            data.update(self.video_processor(videos, **video_kwargs))
-        return BatchFeature(data=data, tensor_type=return_tensors)
+        # One text is a batch of one: the model takes `(batch, tokens)` ids.
+        texts = [text] if isinstance(text, str) else text
+        outputs = super().__call__(text=texts, videos=videos, **kwargs)
+        if texts is not None:
+            self._warn_if_truncated(texts, outputs, kwargs)
+        return outputs
 
-    def tokenize(self, text: str | list[str]) -> dict[str, list[list[int]]]:
-        """Token ids and attention masks, padded to the longest text and cut to `max_text_length` tokens.
-
-        A cut text keeps its end token (CLIP pools the end token's state); the first cut logs a warning.
-        """
-        texts = [text] if isinstance(text, str) else list(text)
-        encoded = self.tokenizer(texts, truncation=False, padding=False)["input_ids"]
-        too_long = [t for t, ids in zip(texts, encoded, strict=True) if len(ids) > self.max_text_length]
-        if too_long and not self._warned_truncation:
+    def _warn_if_truncated(self, texts: list[str], outputs: BatchFeature, kwargs: dict[str, Any]) -> None:
+        """Warn, the first time only, that texts were cut. Only texts as long as the limit can have been cut, so
+        only those are tokenised again, whole."""
+        if self._warned_truncation:
+            return
+        merged = merge_processor_kwargs(self, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
+        text_kwargs = merged["text_kwargs"]
+        max_length = text_kwargs.get("max_length")
+        if not text_kwargs.get("truncation") or max_length is None or "attention_mask" not in outputs:
+            return
+        mask = outputs["attention_mask"]
+        lengths = mask.sum(-1).tolist() if hasattr(mask, "sum") else [sum(row) for row in mask]
+        at_limit = [text for text, length in zip(texts, lengths, strict=True) if length == max_length]
+        if not at_limit:
+            return
+        add_special_tokens = text_kwargs.get("add_special_tokens", True)
+        whole = self.tokenizer(at_limit, add_special_tokens=add_special_tokens, truncation=False)["input_ids"]
+        too_long = [text for text, ids in zip(at_limit, whole, strict=True) if len(ids) > max_length]
+        if too_long:
             logger.warning(
-                f"{len(too_long)} text(s) are longer than {self.max_text_length} tokens and were truncated, e.g. "
+                f"{len(too_long)} text(s) are longer than {max_length} tokens and were truncated, e.g. "
                 f"{too_long[0][:80]!r}. (This warning is shown once.)"
             )
             self._warned_truncation = True
-        end = self.tokenizer.eos_token_id
-        encoded = [
-            ids if len(ids) <= self.max_text_length else ids[: self.max_text_length - 1] + [end]
-            for ids in encoded
-        ]
-        length = max(len(ids) for ids in encoded)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else end
-        return {
-            "input_ids": [ids + [pad] * (length - len(ids)) for ids in encoded],
-            "attention_mask": [[1] * len(ids) + [0] * (length - len(ids)) for ids in encoded],
-        }
+
+    def tokenize(self, text: str | list[str]) -> dict[str, list[list[int]]]:
+        """Token ids and attention masks as lists, padded to the longest text and cut to `max_text_length` tokens.
+
+        A cut text keeps its end token (CLIP pools the end token's state); the first cut logs a warning.
+        """
+        return dict(self(text=text, return_tensors=None))
 
     def text_bank(
         self, labels: list[str] | None = None, forms: tuple[str, ...] = INTERPRETIVE_FORMS
@@ -157,10 +184,9 @@ class ClaverProcessor(ProcessorMixin):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
         processor = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        bank_file = cached_file(
+        bank_file = optional_cached_file(
             pretrained_model_name_or_path,
             cls.prompt_bank_file,
-            _raise_exceptions_for_missing_entries=False,
             **{
                 k: v for k, v in kwargs.items() if k in ("cache_dir", "revision", "token", "local_files_only")
             },

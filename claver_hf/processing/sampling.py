@@ -1,4 +1,4 @@
-"""Frame index sampling (SPEC: TSN segments).
+"""Frame index sampling (TSN segments, docs/recipe.md).
 
 A video of `num_total_frames` frames is split into `num_frames` equal segments: segment `k` covers the
 fractional frame range ``[k * L, (k + 1) * L)`` with ``L = num_total_frames / num_frames``. One frame is

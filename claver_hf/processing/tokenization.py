@@ -16,7 +16,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 from transformers.convert_slow_tokenizer import bytes_to_unicode
-from transformers.utils import cached_file
+
+from .._compat import optional_cached_file
 
 # OpenAI's CLIP keeps the first 49,152 - 256 - 2 merges of its file; with the 256 byte symbols, their
 # end-of-word forms and the two special tokens that gives the 49,408-token vocabulary.
@@ -101,10 +102,7 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
 
 def has_tokenizer(name_or_path: str | os.PathLike) -> bool:
     """Whether a folder or Hub repository holds tokenizer files."""
-    return any(
-        cached_file(name_or_path, name, _raise_exceptions_for_missing_entries=False) is not None
-        for name in _TOKENIZER_FILES
-    )
+    return any(optional_cached_file(name_or_path, name) is not None for name in _TOKENIZER_FILES)
 
 
 def check_tokenizer_fits(

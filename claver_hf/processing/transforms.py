@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as tvF
-from torchvision.transforms.v2._utils import query_size
+from torchvision.transforms.v2 import query_size
 
 
 class MultiScaleCrop(v2.Transform):
@@ -42,9 +42,7 @@ class MultiScaleCrop(v2.Transform):
         return {"top": top, "left": left, "height": crop_h, "width": crop_w}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        return self._call_kernel(
-            tvF.resized_crop, inpt, **params, size=[self.size, self.size], antialias=True
-        )
+        return tvF.resized_crop(inpt, **params, size=[self.size, self.size], antialias=True)
 
 
 def training_transform(
@@ -55,7 +53,7 @@ def training_transform(
     color_jitter_prob: float,
     grayscale_prob: float,
 ) -> v2.Transform:
-    """SPEC §4's training augmentation on uint8 clips: short side `short_side`, multi-scale crop to
+    """The paper's training augmentation (docs/recipe.md) on uint8 clips: short side `short_side`, multi-scale crop to
     `crop_size`, horizontal flip, colour jitter, grayscale."""
     return v2.Compose(
         [
@@ -71,25 +69,22 @@ def training_transform(
 
 
 def evaluation_crops(
-    clip: torch.Tensor, short_side: int, crop_size: int, num_crops: int
+    clip: torch.Tensor, crop_height: int, crop_width: int, num_crops: int
 ) -> list[torch.Tensor]:
-    """Resize the short side of a `(T, C, H, W)` clip to `short_side`, then take `num_crops` square crops.
-
-    One crop is the centre; three are the start, centre and end of the long side (the 4×3 protocol's
-    spatial views).
-    """
+    """`num_crops` crops of a resized `(..., C, H, W)` clip: the centre, or the start, centre and end of the
+    long side (the 4×3 protocol's spatial views). A side shorter than the crop is padded with zeros."""
     if num_crops not in (1, 3):
         raise ValueError(f"`num_crops` must be 1 (centre) or 3 (start, centre, end), got {num_crops}.")
-    clip = tvF.resize(clip, short_side, interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
     if num_crops == 1:
-        return [tvF.center_crop(clip, [crop_size, crop_size])]
+        return [tvF.center_crop(clip, [crop_height, crop_width])]
     height, width = clip.shape[-2:]
-    if min(height, width) < crop_size:
-        clip = tvF.center_crop(clip, [max(height, crop_size), max(width, crop_size)])  # pads a too-small side
+    if height < crop_height or width < crop_width:
+        # center_crop pads a side shorter than the crop.
+        clip = tvF.center_crop(clip, [max(height, crop_height), max(width, crop_width)])
         height, width = clip.shape[-2:]
     crops = []
     for position in (0.0, 0.5, 1.0):
-        top = round((height - crop_size) * position) if height > width else (height - crop_size) // 2
-        left = round((width - crop_size) * position) if width >= height else (width - crop_size) // 2
-        crops.append(tvF.crop(clip, top, left, crop_size, crop_size))
+        top = round((height - crop_height) * position) if height > width else (height - crop_height) // 2
+        left = round((width - crop_width) * position) if width >= height else (width - crop_width) // 2
+        crops.append(tvF.crop(clip, top, left, crop_height, crop_width))
     return crops

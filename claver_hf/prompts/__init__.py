@@ -17,6 +17,7 @@ from .generate import (
     TransformersCompleter,
     generate_prompt_bank,
 )
+from .label_views import LabelViews, resolve_label_views
 from .templates import TEMPLATES
 
 __all__ = [
@@ -30,10 +31,12 @@ __all__ = [
     "INTERPRETIVE_FORMS",
     "TEMPLATES",
     "CheckReport",
+    "LabelViews",
     "ClassPrompts",
     "PromptBank",
     "PromptBankError",
     "check_prompt_bank",
     "display_name",
     "load_prompt_bank",
+    "resolve_label_views",
 ]

@@ -15,7 +15,7 @@ File format (version 1)::
     }
 
 Class keys are the dataset's label names, in label order. `decomposition`, `body_parts` and `synonyms` are
-the interpretive forms CLAVER uses (SPEC §3), all three or none (a class of a user's label set may have the
+the interpretive forms CLAVER uses (docs/text-bank.md), all three or none (a class of a user's label set may have the
 templates only); `scene` is optional and not used by default. The views of a
 class are the templates filled with its display name, then its sentences of the chosen forms.
 """

@@ -44,8 +44,8 @@ _FILLER_WORDS = frozenset(
 # Words of five letters or more that end in -ing without being verbs.
 _ING_NOUNS = frozenset(
     "something anything nothing everything things string strings spring springs sling swing swings sting "
-    "bring ceiling ceilings morning evening pudding building buildings clothing wedding herring dumpling "
-    "dumplings icing stuffing awning earring earrings lightning railing railings sibling duckling viking "
+    "bring ceiling ceilings morning evening pudding buildings clothing wedding herring dumpling "
+    "dumplings awning earring earrings lightning railing railings sibling duckling viking "
     "kingdom during".split()
 )
 _SENTENCE_BREAK = re.compile(r"[.!?;]\s+[A-Z]")

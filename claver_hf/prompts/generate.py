@@ -1,4 +1,4 @@
-"""Interpretive prompts written by a language model, following the reference recipe (SPEC §3).
+"""Interpretive prompts written by a language model, following the reference recipe (docs/text-bank.md).
 
 A base (not chat) LM completes a few-shot prompt per class and form::
 

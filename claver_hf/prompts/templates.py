@@ -1,4 +1,4 @@
-"""The 16 hand templates of the reference recipe (SPEC §3), each filled with a class display name."""
+"""The 16 hand templates of the reference recipe (docs/text-bank.md), each filled with a class display name."""
 
 TEMPLATES = (
     "{}",

@@ -1,5 +1,5 @@
 """Evaluation: top-k accuracy through `evaluate` (offline, with the module shipped here), multi-view testing
-(clips × crops, SPEC §3/§4) and the confusion matrix."""
+(clips × crops, docs/text-bank.md#inference-the-scoring-rule) and the confusion matrix."""
 
 from __future__ import annotations
 
@@ -38,13 +38,14 @@ def compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
 def predict_multiview(
     model: torch.nn.Module, dataset: Dataset, batch_size: int = 4, num_workers: int = 0, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities per video, summed over its views, and the labels.
+    """Class probabilities per video, averaged over its test views, and the labels.
 
-    Items of `dataset` hold `pixel_values` `(V, T, C, H, W)` (a multi-view processor setting) or
-    `(T, C, H, W)`; each view is classified and the view probabilities of a video are averaged.
+    Items of `dataset` hold `pixel_values` `(N, T, C, H, W)` (a multi-view processor setting) or
+    `(T, C, H, W)`; `model` (a [`ClaverForVideoClassification`]) scores the `N` views of each video together, by
+    the rule of [`class_log_probs`].
 
     Returns:
-        `(probabilities (N, C), labels (N,))` as numpy arrays.
+        `(probabilities (B, C), labels (B,))` as numpy arrays.
     """
     model.eval()
     device = next(model.parameters()).device
@@ -56,9 +57,7 @@ def predict_multiview(
         pixel_values = batch["pixel_values"].to(device)
         if pixel_values.ndim == 5:
             pixel_values = pixel_values[:, None]
-        num_videos, num_views = pixel_values.shape[:2]
-        logits = model(pixel_values=pixel_values.flatten(0, 1)).logits
-        probabilities.append(logits.softmax(-1).view(num_videos, num_views, -1).mean(1).float().cpu())
+        probabilities.append(model(pixel_values=pixel_values).logits.exp().float().cpu())
         labels.append(batch["labels"])
     return torch.cat(probabilities).numpy(), torch.cat(labels).numpy()
 

@@ -1,4 +1,4 @@
-"""Parameter groups of the paper's recipe (SPEC §4)."""
+"""Parameter groups of the paper's recipe (docs/recipe.md)."""
 
 from __future__ import annotations
 

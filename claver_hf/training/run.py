@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,7 +145,22 @@ class RunPlan:
     bank: PromptBank
 
 
-def _split_datasets(data: DataTrainingArguments, processor: ClaverVideoProcessor) -> dict[str, Any]:
+def _split_options(data: DataTrainingArguments, seed: int) -> dict[str, dict[str, Any]]:
+    """Dataset arguments of each split: training randomness (seeded) and few-shot selection for train, the final
+    test's views for test."""
+    return {
+        "train": {"training": True, "seed": seed, "samples_per_class": data.few_shot_k},
+        "validation": {},
+        "test": {"processor_kwargs": {"num_clips": data.test_num_clips, "num_crops": data.test_num_crops}},
+    }
+
+
+def _split_datasets(
+    data: DataTrainingArguments, processor: ClaverVideoProcessor, seed: int
+) -> dict[str, VideoClassificationDataset]:
+    options = {
+        split: {"on_error": data.on_error, **kwargs} for split, kwargs in _split_options(data, seed).items()
+    }
     fmt = data.dataset_format
     if fmt == "hf" or (fmt == "auto" and data.hf_dataset_path):
         from datasets import load_from_disk
@@ -157,7 +171,7 @@ def _split_datasets(data: DataTrainingArguments, processor: ClaverVideoProcessor
         return {
             split: HFVideoDataset(
                 splits[split], processor, video_column=data.video_column, label_column=data.label_column,
-                training=split == "train", on_error=data.on_error,
+                **options[split],
             )
             for split in SPLITS
             if split in splits
@@ -169,30 +183,15 @@ def _split_datasets(data: DataTrainingArguments, processor: ClaverVideoProcessor
         raise ValueError(f"--dataset_dir {root} is not a directory.")
     if fmt == "list" or (fmt == "auto" and (root / "classes.csv").is_file()):
         return {
-            split: AnnotationListDataset(
-                root / f"{split}.txt", root, root / "classes.csv", processor,
-                training=split == "train", on_error=data.on_error,
-            )
+            split: AnnotationListDataset(root / f"{split}.txt", root, root / "classes.csv", processor, **options[split])
             for split in SPLITS
             if (root / f"{split}.txt").is_file()
         }  # fmt: skip
     return {
-        split: VideoFolderDataset(root / split, processor, training=split == "train", on_error=data.on_error)
+        split: VideoFolderDataset(root / split, processor, **options[split])
         for split in SPLITS
         if (root / split).is_dir()
     }
-
-
-def _few_shot(dataset: VideoClassificationDataset, k: int, seed: int) -> None:
-    """Keep `k` training examples per class, drawn with `seed` (recorded in the run's results)."""
-    by_class: dict[int, list] = {}
-    for sample in dataset.samples:
-        by_class.setdefault(sample[1], []).append(sample)
-    rng = random.Random(seed)
-    short = [dataset.id2label[c] for c, samples in by_class.items() if len(samples) < k]
-    if short:
-        raise ValueError(f"Few-shot K={k}: classes {short[:5]} have fewer than {k} training examples.")
-    dataset.samples = [s for c in sorted(by_class) for s in rng.sample(by_class[c], k)]
 
 
 def _bank_for(labels: list[str], bank_name: str | None) -> PromptBank:
@@ -245,17 +244,14 @@ def prepare_run(
     overrides = ConfigOverrides.parse(model_args.config_overrides, model_args.kronecker_mask)
     num_frames, image_size = clip_shape(data.num_frames, data.image_size, checkpoint, overrides)
     video_processor = _video_processor(data, checkpoint, num_frames, image_size)
-    datasets = _split_datasets(data, video_processor)
-    if "train" in datasets:
-        datasets["train"].seed = training_args.seed
+    # The seed also draws the few-shot examples (recorded in the run's results).
+    datasets = _split_datasets(data, video_processor, training_args.seed)
     if training_args.do_train and "train" not in datasets:
         raise ValueError("--do_train needs a 'train' split in the dataset.")
     if not datasets:
         raise ValueError("The dataset has none of the splits train, validation, test.")
     id2label = next(iter(datasets.values())).id2label
     bank = _bank_for(list(id2label.values()), data.prompt_bank)
-    if data.few_shot_k is not None and "train" in datasets:
-        _few_shot(datasets["train"], data.few_shot_k, training_args.seed)
 
     texts = [view for label in bank.class_names for view in bank.views(label)]
     tokenizer = choose_tokenizer(model_args.tokenizer_name_or_path, checkpoint, texts)
@@ -352,13 +348,12 @@ def _model_card(
     return model_card(
         plan.model, plan.processor, str(output_dir), base_model=model_args.model_name_or_path,
         eval_results=evaluations, evaluation_protocol=protocol,
-        training=f"{training} with claver-hf's run_video_classification (SPEC §4 recipe defaults).",
+        training=f"{training} with claver-hf's run_video_classification (the paper's recipe as defaults).",
     )  # fmt: skip
 
 
 def _final_test(trainer: ClaverTrainer, plan: RunPlan, data: DataTrainingArguments, output_dir: Path) -> dict:
-    test = plan.datasets["test"]
-    test.processor_kwargs = {"num_clips": data.test_num_clips, "num_crops": data.test_num_crops}
+    test = plan.datasets["test"]  # built with the test views (`_split_options`)
     probabilities, labels = predict_multiview(
         trainer.model, test, batch_size=trainer.args.per_device_eval_batch_size
     )

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from huggingface_hub.errors import StrictDataclassError
 from transformers import AutoConfig, AutoImageProcessor, CLIPConfig, PreTrainedTokenizerBase
-from transformers.utils import IMAGE_PROCESSOR_NAME, PROCESSOR_NAME, VIDEO_PROCESSOR_NAME, cached_file
+from transformers.utils import IMAGE_PROCESSOR_NAME, PROCESSOR_NAME, VIDEO_PROCESSOR_NAME
 
+from .._compat import optional_cached_file
 from ..configuration.configuration_claver import ClaverConfig
 from ..modeling.modeling_claver import ClaverForVideoClassification, ClaverModel
 from ..processing.tokenization import (
@@ -66,7 +67,7 @@ class Checkpoint:
             files, load = (PROCESSOR_NAME, VIDEO_PROCESSOR_NAME), ClaverVideoProcessor.from_pretrained
         else:
             files, load = (IMAGE_PROCESSOR_NAME, PROCESSOR_NAME), AutoImageProcessor.from_pretrained
-        if not any(cached_file(self.path, f, _raise_exceptions_for_missing_entries=False) for f in files):
+        if not any(optional_cached_file(self.path, f) for f in files):
             return {}
         processor = load(self.path)
         return {"image_mean": list(processor.image_mean), "image_std": list(processor.image_std)}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader, Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import TrainOutput
 
@@ -17,7 +19,7 @@ from .optim import claver_parameter_groups
 
 @dataclass
 class ClaverTrainingArguments(TrainingArguments):
-    """`TrainingArguments` with SPEC §4's defaults: AdamW betas (0.9, 0.98), eps 1e-8, weight decay 0.001,
+    """`TrainingArguments` with the paper's defaults (docs/recipe.md): AdamW betas (0.9, 0.98), eps 1e-8, weight decay 0.001,
     learning rate 1.2e-5 for CLIP weights and 10× for the temporal parts, warm-up then cosine to lr / 100.
 
     On a machine without an accelerator `use_cpu` is implied, so one command line serves GPUs and CPUs alike:
@@ -117,17 +119,23 @@ class ClaverTrainer(Trainer):
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
 
-    def _get_dataloader(
-        self, dataset, description, batch_size, sampler_fn=None, is_training=False, dataloader_key=None
-    ):
-        if is_training or self.eval_data_collator is None:
-            return super()._get_dataloader(
-                dataset, description, batch_size, sampler_fn, is_training, dataloader_key
-            )
+    def get_eval_dataloader(self, eval_dataset: str | Dataset | None = None) -> DataLoader:
+        with self._evaluation_collator():
+            return super().get_eval_dataloader(eval_dataset)
+
+    def get_test_dataloader(self, test_dataset: Dataset) -> DataLoader:
+        with self._evaluation_collator():
+            return super().get_test_dataloader(test_dataset)
+
+    @contextmanager
+    def _evaluation_collator(self) -> Iterator[None]:
+        """Within the block `data_collator` is `eval_data_collator` (when one is given), which the data loaders
+        built there keep; the training collator is back after it."""
+        if self.eval_data_collator is None:
+            yield
+            return
         train_collator, self.data_collator = self.data_collator, self.eval_data_collator
         try:
-            return super()._get_dataloader(
-                dataset, description, batch_size, sampler_fn, is_training, dataloader_key
-            )
+            yield
         finally:
             self.data_collator = train_collator

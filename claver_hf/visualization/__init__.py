@@ -7,13 +7,12 @@ from .attention import (
     eager_attention,
     video_attention_maps,
 )
-from .explain import DEFAULT_TEMPLATE, ExplainResult, explain_video
+from .explain import ExplainResult, explain_video
 from .render import attention_tiles, jet, overlay, save_gif, save_grid, save_mp4, save_word_importance
 from .words import WORD_METHODS, WordMethod, word_importance, word_scores
 
 __all__ = [
     "ATTENTION_METHODS",
-    "DEFAULT_TEMPLATE",
     "WORD_METHODS",
     "AttentionMethod",
     "ExplainResult",

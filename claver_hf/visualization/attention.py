@@ -24,6 +24,7 @@ from typing import Literal
 import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
+from .._compat import attn_implementation
 from ..modeling.modeling_claver import ClaverForVideoClassification, ClaverModel, ClaverVisionModel
 
 AttentionMethod = Literal["kmt", "rollout"]
@@ -32,18 +33,13 @@ ATTENTION_METHODS: tuple[str, ...] = ("kmt", "rollout")
 AnyClaverModel = ClaverModel | ClaverForVideoClassification
 
 
-def base_model(model: AnyClaverModel) -> ClaverModel:
-    """The [`ClaverModel`] inside a classifier, or the model itself."""
-    return model.claver if isinstance(model, ClaverForVideoClassification) else model
-
-
 def _vision_tower(model: AnyClaverModel | ClaverVisionModel) -> ClaverVisionModel:
-    return model if isinstance(model, ClaverVisionModel) else base_model(model).vision_model
+    return model if isinstance(model, ClaverVisionModel) else model.base_model.vision_model
 
 
 def _implementations(config: PretrainedConfig) -> str | dict:
     """`config`'s attention implementation, nested per sub-config in `set_attn_implementation`'s dict format."""
-    own = config._attn_implementation
+    own = attn_implementation(config)
     subs = {key: getattr(config, key) for key in config.sub_configs if getattr(config, key) is not None}
     if not subs:
         return own
@@ -192,7 +188,6 @@ __all__ = [
     "ATTENTION_METHODS",
     "AttentionMethod",
     "attention_relevance",
-    "base_model",
     "eager_attention",
     "video_attention_maps",
 ]

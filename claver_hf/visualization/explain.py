@@ -9,12 +9,11 @@ Written to the output folder:
 - `explain.json`: the label probabilities, the prompt, the word importances, the sampled frame indices and the
   methods used.
 
-Labels are scored as in zero-shot classification with prompt ensembling: the text embedding of a label is the
-mean of the normalised embeddings of its views, normalised again; without a prompt bank its only view is the
-template `"a video of {display name}."`. Label probabilities are the softmax over labels of
-`logit_scale.exp() × similarity`. (A [`ClaverForVideoClassification`] averages the probabilities of its views
-instead; with a single view both rules agree.) The prompt explained is the best label's view most similar to
-the video, an interpretive prompt when the bank has one that fits better than the templates.
+Labels are scored exactly as by the zero-shot pipeline and `claver-hf classify` (one test view): each label's
+text views come from [`resolve_label_views`] (the prompt bank's templates and interpretive prompts, or the 16
+hand templates for a label not in the bank), and [`class_log_probs`] averages the class probabilities of every
+text view. The prompt explained is the best label's view most similar to the video, an interpretive prompt when
+the bank has one that fits better than the templates.
 """
 
 from __future__ import annotations
@@ -29,20 +28,19 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
-from ..modeling.modeling_claver import ClaverModel
-from ..processing.decoding import probe_video
+from ..modeling.scoring import class_log_probs
+from ..pipelines.label_embeddings import LabelViewEmbeddings
 from ..processing.processing_claver import ClaverProcessor
 from ..processing.sampling import segment_indices
 from ..processing.video_processing_claver import ClaverVideoProcessor
-from ..prompts.bank import PromptBank, display_name, load_prompt_bank
-from .attention import AnyClaverModel, AttentionMethod, base_model, video_attention_maps
+from ..prompts.bank import PromptBank
+from ..prompts.label_views import resolve_label_views
+from ..video_io.container import probe_video
+from .attention import AnyClaverModel, AttentionMethod, video_attention_maps
 from .render import attention_tiles, save_gif, save_grid, save_mp4, save_word_importance
 from .words import WordMethod, word_scores
 
 logger = logging.get_logger(__name__)
-
-DEFAULT_TEMPLATE = "a video of {}."
-TEXT_BATCH_SIZE = 256
 
 
 @dataclass
@@ -67,29 +65,6 @@ class ExplainResult:
     maps: torch.Tensor
     frame_indices: list[int]
     files: dict[str, Path] = field(default_factory=dict)
-
-
-def _label_views(labels: list[str], prompt_bank: PromptBank | str | os.PathLike | None) -> list[list[str]]:
-    if prompt_bank is None:
-        return [[DEFAULT_TEMPLATE.format(display_name(label))] for label in labels]
-    bank = prompt_bank if isinstance(prompt_bank, PromptBank) else load_prompt_bank(prompt_bank)
-    bank = bank.subset(labels)
-    return [bank.views(label) for label in labels]
-
-
-def _text_embeddings(
-    model: ClaverModel, processor: ClaverProcessor, texts: list[str], device: torch.device
-) -> torch.Tensor:
-    """`(N, E)` normalised embeddings of `texts`, encoded `TEXT_BATCH_SIZE` at a time."""
-    chunks = []
-    for start in range(0, len(texts), TEXT_BATCH_SIZE):
-        tokens = processor.tokenize(texts[start : start + TEXT_BATCH_SIZE])
-        features = model.get_text_features(
-            input_ids=torch.tensor(tokens["input_ids"], device=device),
-            attention_mask=torch.tensor(tokens["attention_mask"], device=device),
-        ).pooler_output
-        chunks.append(features / features.norm(dim=-1, keepdim=True))
-    return torch.cat(chunks)
 
 
 def _source_frame_indices(video: Any, num_frames: int, video_processor: ClaverVideoProcessor) -> list[int]:
@@ -135,19 +110,18 @@ def explain_video(
         processor: a [`ClaverProcessor`] (its video processor samples and crops the frames, its tokenizer
             encodes the prompts).
         video: a video file, or decoded frames in a form [`ClaverVideoProcessor`] accepts (one video).
-        labels: candidate labels: keys of `prompt_bank` when given, otherwise any action names.
+        labels: candidate labels: class or display names of the prompt bank, or any action names.
         output_dir: folder for the files (created if needed; existing files of the same names are replaced).
         method: heat maps from `"kmt"` attention or `"rollout"` (see [`attention_relevance`]).
-        prompt_bank: a [`PromptBank`], a bundled bank name or a bank file, whose views of each label are
-            ensembled; `None` uses the template `"a video of {label}."`.
+        prompt_bank: a [`PromptBank`], a bundled bank name or a bank file; defaults to the processor's bank.
         num_frames: frames to sample; defaults to the model's `num_frames`.
         word_method: `"gradient"` (gradient × input) or `"occlusion"` (see [`word_importance`]).
         gif / mp4: also write `attention.gif` / `attention.mp4`.
     """
-    labels = list(labels)
-    if not labels or len(set(labels)) != len(labels):
-        raise ValueError(f"`labels` must be a non-empty list of distinct labels, got {labels}.")
-    claver = base_model(model)
+    bank = processor.prompt_bank if prompt_bank is None else prompt_bank
+    label_views = resolve_label_views(labels, bank)
+    labels = label_views.labels
+    claver = model.base_model
     if claver.training:
         logger.warning(
             "explain_video: the model is in training mode; call `model.eval()` for deterministic maps."
@@ -162,16 +136,17 @@ def explain_video(
         raise ValueError(f"`explain_video` explains one video, got {pixel_values.shape[0]}.")
     pixel_values = pixel_values.to(device=param.device, dtype=param.dtype)
 
-    views = _label_views(labels, prompt_bank)
     with torch.no_grad():
-        video_embed = claver.get_video_features(pixel_values=pixel_values).pooler_output[0]  # (E,)
-        view_embeds = _text_embeddings(claver, processor, [v for vs in views for v in vs], param.device)
-        per_label = view_embeds.split([len(vs) for vs in views])
-        label_embeds = torch.stack([e.mean(dim=0) for e in per_label])
-        label_embeds = label_embeds / label_embeds.norm(dim=-1, keepdim=True)
-        probs = (claver.logit_scale.exp() * label_embeds @ video_embed).softmax(dim=-1).float().cpu()
+        video_embed = claver.get_video_features(pixel_values=pixel_values).pooler_output  # (1, E)
+        embeddings = LabelViewEmbeddings.compute(claver, processor, label_views)
+        log_probs = class_log_probs(
+            video_embed, embeddings.text_embeds, claver.logit_scale.exp(), embeddings.view_mask
+        )
+    probs = log_probs[0].exp().float().cpu()
     best = int(probs.argmax())
-    prompt = views[best][int((per_label[best] @ video_embed).argmax())]
+    views = label_views.views[best]
+    video_embed = video_embed[0]
+    prompt = views[int((embeddings.text_embeds[: len(views), best] @ video_embed).argmax())]
     words = word_scores(claver, processor.tokenizer, prompt, video_embed, word_method)
     maps = video_attention_maps(claver, pixel_values, method)
     frame_indices = _source_frame_indices(video, pixel_values.shape[1], video_processor)
@@ -219,4 +194,4 @@ def explain_video(
     )
 
 
-__all__ = ["DEFAULT_TEMPLATE", "ExplainResult", "explain_video"]
+__all__ = ["ExplainResult", "explain_video"]

@@ -1,7 +1,7 @@
 """Which words of a prompt make it match a video: word importance for the video-text similarity.
 
 The similarity explained is the one CLAVER's logits scale: `<video embedding, normalised text embedding>`
-(the video embedding is the mean of the normalised frame embeddings, SPEC §1.5). Two methods:
+(the video embedding is the mean of the normalised frame embeddings, docs/video-encoder.md, step 5). Two methods:
 
 - `"gradient"` (gradient × input): for each token, the dot product of its token embedding with the gradient
   of the similarity with respect to that embedding; a first-order estimate of the similarity lost if the
@@ -25,7 +25,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ..modeling.modeling_claver import ClaverModel
 from ..processing.processing_claver import ClaverProcessor
-from .attention import AnyClaverModel, base_model
+from .attention import AnyClaverModel
 
 WordMethod = Literal["gradient", "occlusion"]
 WORD_METHODS: tuple[str, ...] = ("gradient", "occlusion")
@@ -108,7 +108,7 @@ def word_scores(
     """[`word_importance`] for an already computed video embedding `(E,)` (or `(1, E)`)."""
     if method not in WORD_METHODS:
         raise ValueError(f"Unknown word importance method {method!r}; expected one of {WORD_METHODS}.")
-    model = base_model(model)
+    model = model.base_model
     video_embed = video_embed.detach().reshape(-1)
     max_length = model.config.text_config.max_position_embeddings
     input_ids, words, spans = _words(tokenizer, text, max_length)
@@ -143,7 +143,7 @@ def word_importance(
     Returns:
         `(word, importance)` pairs in text order; the importances of a word's pieces are summed.
     """
-    model = base_model(model)
+    model = model.base_model
     param = next(model.parameters())
     with torch.no_grad():
         video_embed = model.get_video_features(

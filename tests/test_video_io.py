@@ -10,16 +10,16 @@ import av
 import numpy as np
 import pytest
 
-from claver_hf.processing import decoding
-from claver_hf.processing.decoding import (
+from claver_hf.processing.sampling import segment_indices
+from claver_hf.video_io import (
     DecodeStats,
     VideoDecodingError,
     VideoInfo,
     probe_video,
     read_frames,
     read_frames_with_stats,
+    sparse_reader,
 )
-from claver_hf.processing.sampling import segment_indices
 
 from .videos import (
     DEFAULT_CODEC,
@@ -217,7 +217,7 @@ def test_order_and_repeats_follow_indices(tmp_path):
 def test_timestamps_going_backwards_switch_to_counting(tmp_path, monkeypatch):
     # The generic guard behind the AVI rule: without it, H.264 B-frames in AVI come out with timestamps
     # in decode order. Decoding from the start, the reader notices and restarts counting frames.
-    monkeypatch.setattr(decoding, "_REORDERED_PTS_FORMATS", frozenset())
+    monkeypatch.setattr(sparse_reader, "_REORDERED_PTS_FORMATS", frozenset())
     path = write_video(tmp_path / "clip.avi", num_frames=30, gop=30, bframes=3)
     frames, stats = read_frames_with_stats(path, [0, 5, 6, 20])
     assert indices_of(frames) == [0, 5, 6, 20]
@@ -316,7 +316,7 @@ def test_file_ending_early_repeats_the_last_frame_with_a_warning(tmp_path, caplo
     path = cut_at_packet(full, tmp_path / "cut.mp4", 25)
     info = probe_video(path)
     assert (info.num_frames, info.frame_count_source) == (40, "container")
-    with caplog.at_level(logging.WARNING, logger="claver_hf.processing.decoding"):
+    with caplog.at_level(logging.WARNING, logger="claver_hf.video_io.sparse_reader"):
         frames = read_frames(path, [5, 20, 35, 39], info=info)
     decoded = indices_of(frames)
     assert decoded[:2] == [5, 20]
@@ -327,7 +327,7 @@ def test_file_ending_early_repeats_the_last_frame_with_a_warning(tmp_path, caplo
 def test_damaged_packets_mid_file_are_skipped(tmp_path, caplog):
     full = write_video(tmp_path / "full.mp4", num_frames=60, gop=10, bframes=0)
     path = corrupt_packets(full, tmp_path / "damaged.mp4", [25, 26])
-    with caplog.at_level(logging.WARNING, logger="claver_hf.processing.decoding"):
+    with caplog.at_level(logging.WARNING, logger="claver_hf.video_io.sparse_reader"):
         frames = read_frames(path, [20, 25, 26, 27, 59])
     # Frames 25 and 26 cannot be decoded: their indices show frame 24, still on screen; decoding resumes.
     assert indices_of(frames) == [20, 24, 24, 27, 59]
@@ -337,7 +337,7 @@ def test_damaged_packets_mid_file_are_skipped(tmp_path, caplog):
 def test_overstated_frame_count_in_info(tmp_path, caplog):
     path = write_video(tmp_path / "clip.mp4", num_frames=10)
     info = dataclasses.replace(probe_video(path), num_frames=14)  # as if estimated from a wrong duration
-    with caplog.at_level(logging.WARNING, logger="claver_hf.processing.decoding"):
+    with caplog.at_level(logging.WARNING, logger="claver_hf.video_io.sparse_reader"):
         assert indices_of(read_frames(path, [2, 13], info=info)) == [2, 9]
     assert str(path) in caplog.text
 
