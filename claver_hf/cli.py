@@ -462,6 +462,11 @@ def _add_demo(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
     parser.add_argument("--mean-pooling", action="store_true", help="baseline without KMT blocks")
     parser.add_argument("--epochs", type=float, default=None, help="training epochs (default: the demo's)")
     parser.add_argument("--seed", type=int, default=0, help="dataset and training seed")
+    parser.add_argument(
+        "--save-checkpoints",
+        action="store_true",
+        help="also keep the latest per-epoch checkpoint (to resume)",
+    )
     parser.set_defaults(handler=_demo)
 
 
@@ -471,14 +476,17 @@ def _demo(args: argparse.Namespace) -> int:
     results = run_demo(
         args.output_dir, kronecker_mask=args.kronecker_mask, mean_pooling=args.mean_pooling,
         epochs=DEMO_EPOCHS if args.epochs is None else args.epochs, seed=args.seed,
+        save_checkpoints=args.save_checkpoints,
     )  # fmt: skip
     test = results["test"]
-    print(
-        f"test top-1 {test['top_1_accuracy']:.3f}, top-5 {test['top_5_accuracy']:.3f} ({test['views']} views)"
-    )
-    for pair, accuracy in results["reversed_pair_accuracy"].items():
-        print(f"  {pair:<45} {accuracy:.3f}")
-    print(f"direction within the right pair: {results['direction_accuracy']:.3f} (0.5 = chance)")
+    splits = [("test (in distribution)", test, results)]
+    if "heldout" in results:
+        splits.append(("held-out shapes and backgrounds", results["heldout"], results["heldout"]))
+    for title, metrics, pairs in splits:
+        print(f"{title}: top-1 {metrics['top_1_accuracy']:.3f}, top-5 {metrics['top_5_accuracy']:.3f}")
+        for pair, accuracy in pairs["reversed_pair_accuracy"].items():
+            print(f"  {pair:<45} {accuracy:.3f}")
+        print(f"  direction within the right pair: {pairs['direction_accuracy']:.3f} (0.5 = chance)")
     print(f"model, processor, model card and figures: {Path(args.output_dir) / 'model'}")
     return 0
 

@@ -6,11 +6,20 @@ import pytest
 from claver_hf import ClaverVideoProcessor
 from claver_hf.data import AnnotationListDataset, VideoFolderDataset, read_class_names
 from claver_hf.data.synthetic import (
+    BACKGROUNDS,
+    HELDOUT_BACKGROUNDS,
+    HELDOUT_SHAPES,
+    ORIENTED_SHAPES,
+    ORIENTING_TEXTURES,
+    SHAPES,
     SYNTHETIC_CLASSES,
     SYNTHETIC_SPLITS,
-    _render,
+    _composite,
+    _Object,
     _Trajectory,
+    draw_clip,
     render_clip,
+    render_plan,
     synthetic_prompt_bank,
     write_synthetic_dataset,
 )
@@ -19,7 +28,12 @@ from claver_hf.video_io import probe_video, read_frames
 
 PAIRS = list(zip(SYNTHETIC_CLASSES[::2], SYNTHETIC_CLASSES[1::2], strict=True))
 # A tiny dataset: 2 / 1 / 1 clips per class, 8 frames of 32x32.
-COUNTS = {"num_train_per_class": 2, "num_val_per_class": 1, "num_test_per_class": 1}
+COUNTS = {
+    "num_train_per_class": 2,
+    "num_val_per_class": 1,
+    "num_test_per_class": 1,
+    "num_heldout_per_class": 1,
+}
 CLIP = {"num_frames": 8, "size": 32, "fps": 8}
 
 
@@ -59,41 +73,55 @@ def test_render_clip_shape_and_determinism(class_name):
 def test_pairs_are_time_reversals(first, second):
     """Same random state: the second class's clip is the first's played backwards (identical frame sets),
     and both consume the generator alike."""
-    for seed in range(5):
+    for seed, heldout in zip(range(6), [False, True] * 3, strict=True):
         rng_a, rng_b = np.random.default_rng(seed), np.random.default_rng(seed)
-        forward, backward = render_clip(first, rng_a), render_clip(second, rng_b)
+        forward, backward = (
+            render_clip(first, rng_a, heldout=heldout),
+            render_clip(second, rng_b, heldout=heldout),
+        )
         np.testing.assert_array_equal(backward, forward[::-1])
         assert rng_a.bit_generator.state == rng_b.bit_generator.state
 
 
+def _main_object_only(class_name: str, seed: int, heldout: bool = False) -> np.ndarray:
+    """A clip with its distractors, camera shake and per-frame grain removed: the class's motion alone."""
+    plan = draw_clip(class_name, np.random.default_rng(seed), heldout=heldout)
+    plan.objects, plan.noise_std = plan.objects[-1:], 0.0
+    plan.shake[:] = 0
+    return render_plan(plan)
+
+
 def _change_centroid(clip: np.ndarray) -> np.ndarray:
-    """(T - 1, 2) x, y centroids of the change between consecutive frames (the static background cancels)."""
+    """(N, 2) x, y centroids of the change between consecutive frames (the static background cancels), for the
+    N frame pairs that differ (the motion may start after the first frame and end before the last)."""
     diff = np.abs(np.diff(clip.astype(float), axis=0)).sum(-1)
+    diff = diff[diff.sum((1, 2)) > 0]
     ys, xs = np.mgrid[: clip.shape[1], : clip.shape[2]]
     mass = diff.sum((1, 2))
     return np.stack([(diff * xs).sum((1, 2)) / mass, (diff * ys).sum((1, 2)) / mass], axis=1)
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_forward_classes_move_as_named(seed):
-    left = _change_centroid(render_clip("moving left", np.random.default_rng(seed)))
-    assert left[-1, 0] < left[0, 0] - 5
-    up = _change_centroid(render_clip("moving up", np.random.default_rng(seed)))
-    assert up[-1, 1] < up[0, 1] - 5
-    # Rotating clockwise: the shape swings over the top of an arc from left to right, its heading turning right
-    # (y grows downwards) by more than an eighth of a turn, across at least a fifth of the frame (loose bounds: the
-    # centroid of the change between two frames is a noisy estimate of where the shape is).
-    turning = _change_centroid(render_clip("rotating clockwise", np.random.default_rng(seed)))
-    heading = np.unwrap(np.arctan2(*np.diff(turning, axis=0).T[::-1]))
-    assert heading[-1] - heading[0] > np.pi / 4
-    assert turning[-1, 0] - turning[0, 0] > 64 / 5
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("heldout", [False, True])
+def test_forward_classes_move_as_named(seed, heldout):
+    # Moving: the change ends further left (up) than it starts; slow clips cross 30 % of the free width.
+    left = _change_centroid(_main_object_only("moving left", seed, heldout))
+    assert left[-1, 0] < left[0, 0] - 3
+    up = _change_centroid(_main_object_only("moving up", seed, heldout))
+    assert up[-1, 1] < up[0, 1] - 3
+    # Rotating clockwise: the object's angle grows (clockwise on screen: next test) by 70 to 200 degrees, and
+    # it has an orientation to see (an asymmetric outline or a marking texture).
+    main = draw_clip("rotating clockwise", np.random.default_rng(seed), heldout=heldout).objects[-1]
+    turn = main.trajectory.angle[-1] - main.trajectory.angle[0]
+    assert np.all(np.diff(main.trajectory.angle) >= 0) and 0.38 * np.pi < turn < 1.12 * np.pi
+    assert main.shape in ORIENTED_SHAPES or main.texture in ORIENTING_TEXTURES
     # Appearing: every frame differs more from the first (the background alone) than the one before.
-    appearing = render_clip("appearing", np.random.default_rng(seed)).astype(float)
+    appearing = _main_object_only("appearing", seed, heldout).astype(float)
     distance = np.abs(appearing - appearing[0]).sum((1, 2, 3))
     assert distance[0] == 0 and distance[-1] > 0 and np.all(np.diff(distance) >= -0.01 * distance[-1])
-    # Growing: the changing outline (a ring) gets longer, so the change grows.
-    growing = np.abs(np.diff(render_clip("growing", np.random.default_rng(seed)).astype(float), axis=0))
-    assert growing[-1].sum() > 1.5 * growing[0].sum()
+    # Growing: the object covers more and more of the frame.
+    radius = draw_clip("growing", np.random.default_rng(seed), heldout=heldout).objects[-1].trajectory.radius
+    assert np.all(np.diff(radius) >= 0) and radius[-1] > 1.7 * radius[0]
 
 
 def test_increasing_angle_turns_clockwise_on_screen():
@@ -104,10 +132,44 @@ def test_increasing_angle_turns_clockwise_on_screen():
         angle=np.array([0, np.pi / 2]),
         opacity=np.ones(2),
     )
-    frames = _render("arrow", trajectory, np.ones(3), np.zeros((64, 64, 3)))[..., 0].astype(int)
+    frames = np.zeros((2, 64, 64, 3), dtype=np.float32)
+    _composite(frames, _Object("arrow", "flat", np.ones((2, 3)), trajectory), np.zeros((2, 2)))
+    frames = frames[..., 0]
     # The arrow head holds more of the shape than the shaft: the side it lies on is the brighter half.
     assert frames[0, :, 32:].sum() > 1.3 * frames[0, :, :32].sum()
     assert frames[1, 32:].sum() > 1.3 * frames[1, :32].sum()
+
+
+@pytest.mark.parametrize("texture", ["halves", "dot"])
+def test_orienting_textures_mark_one_side(texture):
+    """A circle is symmetric; its halves or dot texture darkens one side (the +u side of the object), so it
+    turns visibly."""
+    trajectory = _Trajectory(np.full((1, 2), 32.0), np.full(1, 20.0), np.zeros(1), np.ones(1))
+    frames = np.zeros((1, 64, 64, 3), dtype=np.float32)
+    colours = np.array([[1.0, 1.0, 1.0], [0.2, 0.2, 0.2]])
+    _composite(frames, _Object("circle", texture, colours, trajectory), np.zeros((1, 2)))
+    assert frames[0, :, 32:].sum() < 0.9 * frames[0, :, :32].sum()
+
+
+def test_heldout_factors_never_appear_in_the_other_splits():
+    """Held-out shapes and background kinds are drawn only for the held-out split, for the main object and the
+    distractors alike; the held-out split draws nothing else."""
+    seen: dict[bool, set[str]] = {False: set(), True: set()}
+    for heldout in (False, True):
+        for seed in range(60):
+            for name in SYNTHETIC_CLASSES:
+                factors = draw_clip(name, np.random.default_rng(seed), 8, 32, heldout=heldout).factors
+                seen[heldout] |= {factors.shape, factors.background, *factors.distractors}
+    assert seen[False] == {*SHAPES, *BACKGROUNDS}
+    assert seen[True] == {*HELDOUT_SHAPES, *HELDOUT_BACKGROUNDS}
+
+
+def test_draw_clip_is_deterministic_per_seed():
+    for heldout in (False, True):
+        first = render_clip("rotating clockwise", np.random.default_rng(7), 8, 32, heldout=heldout)
+        np.testing.assert_array_equal(
+            first, render_clip("rotating clockwise", np.random.default_rng(7), 8, 32, heldout=heldout)
+        )
 
 
 def test_render_clip_rejects_bad_arguments():
@@ -121,9 +183,9 @@ def test_render_clip_rejects_bad_arguments():
 
 def test_dataset_layout(dataset):
     root, report = dataset
-    assert report["written"] == 40 and report["skipped"] == 0
-    assert report["counts"] == {"train": 20, "validation": 10, "test": 10}
-    for split, per_class in zip(SYNTHETIC_SPLITS, (2, 1, 1), strict=True):
+    assert report["written"] == 50 and report["skipped"] == 0
+    assert report["counts"] == {"train": 20, "validation": 10, "test": 10, "heldout": 10}
+    for split, per_class in zip(SYNTHETIC_SPLITS, (2, 1, 1, 1), strict=True):
         for name in SYNTHETIC_CLASSES:
             assert len(list((root / split / name).glob("*.mp4"))) == per_class
         lines = [line.rsplit(" ", 1) for line in (root / f"{split}.txt").read_text().splitlines()]
@@ -136,6 +198,15 @@ def test_dataset_layout(dataset):
     bank = load_prompt_bank(root / "prompt_bank.json")
     assert bank.to_dict() == synthetic_prompt_bank().to_dict() and bank.class_names == list(SYNTHETIC_CLASSES)
     assert not list(root.rglob(".*"))  # no temporary files left behind
+    # clips.csv: one row per clip, the held-out split alone with held-out shapes and backgrounds.
+    with open(report["clips_csv"], newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 50
+    for row in rows:
+        heldout = row["path"].startswith("heldout/")
+        shapes, backgrounds = (HELDOUT_SHAPES, HELDOUT_BACKGROUNDS) if heldout else (SHAPES, BACKGROUNDS)
+        assert row["shape"] in shapes and row["background"] in backgrounds
+        assert all(shape in shapes for shape in row["distractors"].split())
 
 
 def test_written_clips_decode_to_their_seeded_render(dataset):
@@ -165,7 +236,7 @@ def test_deterministic_across_workers_and_resumable(dataset, tmp_path):
     root, _ = dataset
     other = tmp_path / "copy"
     report = write_tiny(other, num_workers=2)
-    assert report["written"] == 40
+    assert report["written"] == 50
     files = sorted(p.relative_to(other) for p in other.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
     # The same clips, whatever the worker count. The rendered frames are exact (tested above); after H.264 the
@@ -179,14 +250,14 @@ def test_deterministic_across_workers_and_resumable(dataset, tmp_path):
 
     stamps = {p: p.stat().st_mtime_ns for p in other.rglob("*.mp4")}
     again = write_tiny(other)
-    assert (again["written"], again["skipped"]) == (0, 40)
+    assert (again["written"], again["skipped"]) == (0, 50)
     assert {p: p.stat().st_mtime_ns for p in other.rglob("*.mp4")} == stamps
 
     # A lost clip is redone identically; more clips per class keeps the existing ones.
     lost = other / "train" / "growing" / "0001.mp4"
     lost.unlink()
     more = write_tiny(other, num_train_per_class=3)
-    assert (more["written"], more["skipped"]) == (11, 39)
+    assert (more["written"], more["skipped"]) == (11, 49)
     assert_same_clip(
         read_frames(lost, range(8)), read_frames(root / "train" / "growing" / "0001.mp4", range(8))
     )

@@ -1,24 +1,45 @@
 """A synthetic action dataset whose classes differ only in motion direction and temporal order.
 
 Ten classes in five reversed pairs: moving left / right, moving up / down, rotating clockwise /
-anticlockwise, growing / shrinking, appearing / disappearing. Each clip shows one flat-coloured shape (circle,
-square, triangle, arrow or L; rotations swing an arrow, triangle or L over a pivot below it like a
-metronome's arm) over a textured background (smooth noise, stripes or a checkerboard in two muted colours, with
-fine grain), with random shape, colours, size, position, extent and speed of the motion.
+anticlockwise, growing / shrinking, appearing / disappearing. Each clip shows one main object moving as its
+class says, and everything that should not matter is drawn at random per clip from the clip's seed:
+
+- the object: a shape (convex or not, rotationally symmetric or not), a surface texture (flat, stripes, two
+  halves, an off-centre dot: textures turn with the object), a vivid colour, a size;
+- the background: flat, a linear gradient, smooth noise or stripes (checkerboards and radial gradients are held
+  out, below), in two muted colours, with fine grain, plus noise that changes from frame to frame;
+- the motion: start position, extent and so speed (slow ones included), when it starts and ends within the clip
+  and its time profile (even, or speeding up then slowing down); rotations turn the object in place or carry it
+  around a pivot from any start angle; growth starts from different sizes at different rates, geometric or
+  linear; appearing fades in;
+- small camera shake (the whole picture jitters by a pixel or two) and up to two small distractor objects that
+  wander at random.
+
+Rotation needs a visible orientation: a rotating object is an asymmetric shape, or a symmetric one with a
+texture that marks its orientation (two halves or a dot).
 
 The second class of each pair is the first one played backwards: `render_clip` draws every random choice
 in the same way for both, renders the first class's motion and reverses the frame order for the second. So
 for one random state the two clips hold exactly the same frames, and over the dataset the two classes have
 the same distribution of frames: no single frame, and no order-free pooling of frames (the mean of
-per-frame CLIP embeddings, say), tells a pair apart. Only a model of temporal order does.
+per-frame CLIP embeddings, say), tells a pair apart. Only a model of temporal order does. Every random
+choice of the generator is symmetric in time (shake and grain are drawn independently per frame, distractors
+wander without a preferred direction, the motion window's start and end have mirrored ranges), so no cue but
+the motion's direction separates a pair.
+
+Held-out split: ``heldout`` clips are drawn from shapes (`HELDOUT_SHAPES`: a T, a star, a hexagon) and
+background kinds (`HELDOUT_BACKGROUNDS`: checkerboard, radial gradient) that no ``train``, ``validation`` or
+``test`` clip contains, neither for the main object nor for a distractor: it measures whether a model learnt
+the motions rather than the look of the training clips.
 
 `write_synthetic_dataset` writes the clips as H.264 MP4 files with PyAV, in a layout that both
 `VideoFolderDataset` and `AnnotationListDataset` read::
 
     output_dir/
-      train/<class name>/0000.mp4 ...        (also validation/, test/)
+      train/<class name>/0000.mp4 ...        (also validation/, test/, heldout/)
       classes.csv                            id,name in SYNTHETIC_CLASSES order
-      train.txt, validation.txt, test.txt    "train/moving left/0000.mp4 0" lines (path, class id)
+      train.txt, validation.txt, ...         "train/moving left/0000.mp4 0" lines (path, class id)
+      clips.csv                              each clip's drawn factors (shape, texture, background, ...)
       prompt_bank.json                       the interpretive prompt bank of the classes
       settings.json                          seed and clip settings, checked when resuming
 
@@ -39,7 +60,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,15 +82,18 @@ SYNTHETIC_CLASSES: tuple[str, ...] = (
     "appearing",
     "disappearing",
 )
-SYNTHETIC_SPLITS: tuple[str, ...] = ("train", "validation", "test")
+HELDOUT_SPLIT = "heldout"
+SYNTHETIC_SPLITS: tuple[str, ...] = ("train", "validation", "test", HELDOUT_SPLIT)
 
 # Bumped whenever the rendering or encoding changes what a seed produces: a dataset written by another
 # version is not resumed.
-_GENERATOR_VERSION = 4
+_GENERATOR_VERSION = 5
 _SETTINGS_FILE = "settings.json"
 
 # Shapes as unions of convex polygons, in object units: each fits the unit disc around the origin, whose
 # radius is the shape's size in pixels. "circle" is drawn from its exact distance function.
+_STAR_TIPS = 0.95 * np.stack([np.cos(a := np.arange(5) * 2 * np.pi / 5), np.sin(a)], axis=1)
+_STAR_INNER = 0.42 * np.stack([np.cos(a + np.pi / 5), np.sin(a + np.pi / 5)], axis=1)
 _POLYGONS: dict[str, tuple[np.ndarray, ...]] = {
     "square": (np.array([[-0.7, -0.7], [0.7, -0.7], [0.7, 0.7], [-0.7, 0.7]]),),
     "triangle": (np.array([[0.95, 0.0], [-0.6, 0.7], [-0.6, -0.7]]),),
@@ -81,10 +105,33 @@ _POLYGONS: dict[str, tuple[np.ndarray, ...]] = {
         np.array([[-0.6, -0.75], [-0.2, -0.75], [-0.2, 0.75], [-0.6, 0.75]]),
         np.array([[-0.6, 0.35], [0.55, 0.35], [0.55, 0.75], [-0.6, 0.75]]),
     ),
+    "cross": (
+        np.array([[-0.9, -0.28], [0.9, -0.28], [0.9, 0.28], [-0.9, 0.28]]),
+        np.array([[-0.28, -0.9], [0.28, -0.9], [0.28, 0.9], [-0.28, 0.9]]),
+    ),
+    # Held out of training (HELDOUT_SHAPES).
+    "T": (
+        np.array([[-0.85, -0.8], [0.85, -0.8], [0.85, -0.35], [-0.85, -0.35]]),
+        np.array([[-0.22, -0.35], [0.22, -0.35], [0.22, 0.85], [-0.22, 0.85]]),
+    ),
+    "star": (
+        _STAR_INNER,
+        *(np.stack([_STAR_TIPS[k], _STAR_INNER[k - 1], _STAR_INNER[k]]) for k in range(5)),
+    ),
+    "hexagon": (0.9 * np.stack([np.cos(b := np.arange(6) * np.pi / 3), np.sin(b)], axis=1),),
 }
-SHAPES: tuple[str, ...] = ("circle", *_POLYGONS)
-# Shapes that point away from the pivot they swing around (a circle would seem to orbit, not turn).
-ROTATION_SHAPES: tuple[str, ...] = ("arrow", "triangle", "L")
+# Shapes of the train / validation / test clips, and those of the held-out split only.
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "arrow", "L", "cross")
+HELDOUT_SHAPES: tuple[str, ...] = ("T", "star", "hexagon")
+# Shapes whose outline shows which way they point (no rotational symmetry); the others need an orienting
+# texture to rotate visibly.
+ORIENTED_SHAPES: tuple[str, ...] = ("triangle", "arrow", "L", "T")
+# Surface textures, in object coordinates (they turn with the object).
+TEXTURES: tuple[str, ...] = ("flat", "stripes", "halves", "dot")
+ORIENTING_TEXTURES: tuple[str, ...] = ("halves", "dot")
+BACKGROUNDS: tuple[str, ...] = ("flat", "linear gradient", "noise", "stripes")
+HELDOUT_BACKGROUNDS: tuple[str, ...] = ("checkerboard", "radial gradient")
+ROTATION_MODES: tuple[str, ...] = ("in place", "around a pivot")
 
 
 def _half_planes(polygon: np.ndarray) -> np.ndarray:
@@ -104,7 +151,7 @@ _HALF_PLANES = {name: tuple(_half_planes(p) for p in polygons) for name, polygon
 
 @dataclass
 class _Trajectory:
-    """Per-frame pose of the shape: centre ``(T, 2)`` as (x, y) pixels, size ``(T,)`` in pixels (radius of
+    """Per-frame pose of an object: centre ``(T, 2)`` as (x, y) pixels, size ``(T,)`` in pixels (radius of
     the unit disc), angle ``(T,)`` in radians (increasing is clockwise on screen, y pointing down) and
     opacity ``(T,)`` in [0, 1]."""
 
@@ -114,23 +161,56 @@ class _Trajectory:
     opacity: np.ndarray
 
 
-def render_clip(
-    class_name: str, rng: np.random.Generator, num_frames: int = 16, size: int = 64
-) -> np.ndarray:
-    """Render one random clip of a synthetic class.
+@dataclass
+class _Object:
+    """One object to draw: shape, surface texture, its two colours ``(2, 3)`` and its trajectory."""
 
-    The second class of a pair (``SYNTHETIC_CLASSES[1::2]``) consumes `rng` exactly as the first and
-    returns the first class's clip reversed in time: ``render_clip(b, rng_copy) == render_clip(a, rng)[::-1]``
-    for a pair ``(a, b)`` and two generators in the same state.
+    shape: str
+    texture: str
+    colours: np.ndarray
+    trajectory: _Trajectory
+
+
+@dataclass(frozen=True)
+class ClipFactors:
+    """What a clip was drawn with, beyond its class (the `clips.csv` columns)."""
+
+    shape: str
+    texture: str
+    background: str
+    motion: str
+    distractors: tuple[str, ...] = field(default=())
+
+
+@dataclass
+class ClipPlan:
+    """Every random choice of one clip, drawn by `draw_clip`; `render_plan` turns it into frames."""
+
+    class_name: str
+    size: int
+    objects: list[_Object]  # drawn in order: distractors first, the main object last
+    background: np.ndarray  # (S + 2 margin, S + 2 margin, 3) floats in [0, 1]
+    shake: np.ndarray  # (T, 2) integer camera offsets (x, y) within the margin
+    noise_std: float  # per-frame grain
+    noise_seed: int
+    factors: ClipFactors
+
+
+def draw_clip(
+    class_name: str, rng: np.random.Generator, num_frames: int = 16, size: int = 64, heldout: bool = False
+) -> ClipPlan:
+    """Draw every random choice of one clip of `class_name` (see the module docstring).
+
+    The second class of a pair consumes `rng` exactly as the first; its plan is the first class's, and
+    `render_plan` plays it backwards.
 
     Args:
         class_name: one of `SYNTHETIC_CLASSES`.
-        rng: source of every random choice (shape, colours, background, size, position, motion).
+        rng: source of every random choice.
         num_frames: frames in the clip, at least 2.
         size: height and width in pixels, at least 16.
-
-    Returns:
-        uint8 RGB frames of shape ``(num_frames, size, size, 3)``.
+        heldout: draw shapes from `HELDOUT_SHAPES` and backgrounds from `HELDOUT_BACKGROUNDS` (the held-out
+            split) instead of `SHAPES` and `BACKGROUNDS`.
     """
     if class_name not in SYNTHETIC_CLASSES:
         raise ValueError(f"Unknown synthetic class {class_name!r}; expected one of {SYNTHETIC_CLASSES}.")
@@ -139,77 +219,164 @@ def render_clip(
     if size < 16:
         raise ValueError(f"size must be at least 16 pixels, got {size}.")
     index = SYNTHETIC_CLASSES.index(class_name)
-    forward_class, reverse = SYNTHETIC_CLASSES[index - index % 2], index % 2 == 1
+    forward_class = SYNTHETIC_CLASSES[index - index % 2]
+    shapes = HELDOUT_SHAPES if heldout else SHAPES
 
-    shape = str(rng.choice(ROTATION_SHAPES if forward_class == "rotating clockwise" else SHAPES))
-    background, background_colours = _background(rng, size)
-    colour = _object_colour(rng, background_colours)
-    progress = np.linspace(0.0, 1.0, num_frames)
-    trajectory = _FORWARD_MOTIONS[forward_class](rng, progress, size)
-    frames = _render(shape, trajectory, colour, background)
+    margin = max(1, int(np.ceil(0.04 * size)))
+    background_kind = str(rng.choice(HELDOUT_BACKGROUNDS if heldout else BACKGROUNDS))
+    background, background_colours = _background(rng, size + 2 * margin, background_kind)
+
+    shape, texture = str(rng.choice(shapes)), str(rng.choice(TEXTURES))
+    if forward_class == "rotating clockwise" and shape not in ORIENTED_SHAPES:
+        texture = str(rng.choice(ORIENTING_TEXTURES))  # a symmetric outline turns visibly only with a marker
+    progress = _time_profile(rng, num_frames)
+    trajectory, motion = _FORWARD_MOTIONS[forward_class](rng, progress, size)
+    main = _Object(shape, texture, _object_colours(rng, background_colours), trajectory)
+
+    distractors = [
+        _Object(
+            str(rng.choice(shapes)),
+            "flat",
+            _object_colours(rng, background_colours),
+            _wandering(rng, num_frames, size),
+        )  # fmt: skip
+        for _ in range(int(rng.integers(0, 3)))
+    ]
+    # Camera shake: a random offset per frame, up to a pixel or two at 64x64 (none in some clips).
+    shake = np.clip(np.rint(rng.normal(0.0, rng.uniform(0.0, 0.02) * size, (num_frames, 2))), -margin, margin)
+    return ClipPlan(
+        class_name=class_name,
+        size=size,
+        objects=[*distractors, main],
+        background=background,
+        shake=shake.astype(int),
+        noise_std=float(rng.uniform(0.0, 0.03)),
+        noise_seed=int(rng.integers(2**31)),
+        factors=ClipFactors(shape, texture, background_kind, motion, tuple(d.shape for d in distractors)),
+    )
+
+
+def render_plan(plan: ClipPlan) -> np.ndarray:
+    """The frames of a drawn clip, ``(T, S, S, 3)`` uint8 RGB; reversed in time for the second class of a pair."""
+    size, margin = plan.size, (plan.background.shape[0] - plan.size) // 2
+    # The camera moves by the shake offset: the background window moves with it, objects shift against it.
+    frames = np.stack(
+        [
+            plan.background[margin + dy : margin + dy + size, margin + dx : margin + dx + size]
+            for dx, dy in plan.shake
+        ]
+    ).astype(np.float32)
+    for obj in plan.objects:
+        _composite(frames, obj, -plan.shake)
+    frames += (
+        np.random.default_rng(plan.noise_seed)
+        .normal(0.0, plan.noise_std, frames.shape[:3] + (1,))
+        .astype(np.float32)
+    )
+    frames = (np.clip(frames, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+    reverse = SYNTHETIC_CLASSES.index(plan.class_name) % 2 == 1
     return frames[::-1].copy() if reverse else frames
 
 
-def _moving(rng: np.random.Generator, progress: np.ndarray, size: int, axis: int) -> _Trajectory:
-    """Towards smaller coordinates along `axis` (0: left, 1: up), drifting a little across it, over most of the
-    frame: a tiny model sees 32-pixel frames in 8-pixel patches, so the shape spans one or two patches and
-    crosses at least two."""
-    radius = rng.uniform(0.14, 0.22) * size
+def render_clip(
+    class_name: str, rng: np.random.Generator, num_frames: int = 16, size: int = 64, heldout: bool = False
+) -> np.ndarray:
+    """Render one random clip of a synthetic class: ``render_plan(draw_clip(...))``.
+
+    For a pair ``(a, b)`` and two generators in the same state, ``render_clip(b, rng_copy) ==
+    render_clip(a, rng)[::-1]``, and both consume the generators alike.
+
+    Returns:
+        uint8 RGB frames of shape ``(num_frames, size, size, 3)``.
+    """
+    return render_plan(draw_clip(class_name, rng, num_frames, size, heldout))
+
+
+def _time_profile(rng: np.random.Generator, num_frames: int) -> np.ndarray:
+    """Per-frame progress of the motion in [0, 1]: it starts in the first quarter of the clip, ends in the last
+    and runs evenly or speeds up then slows down. Both are symmetric in time (the start and end ranges mirror
+    each other; the smooth step is point-symmetric), so reversing a clip does not change their distribution."""
+    time = np.linspace(0.0, 1.0, num_frames)
+    begin, end = rng.uniform(0.0, 0.25), rng.uniform(0.75, 1.0)
+    progress = np.clip((time - begin) / (end - begin), 0.0, 1.0)
+    if rng.random() < 0.5:
+        progress = progress * progress * (3 - 2 * progress)
+    return progress
+
+
+def _moving(rng: np.random.Generator, progress: np.ndarray, size: int, axis: int) -> tuple[_Trajectory, str]:
+    """Towards smaller coordinates along `axis` (0: left, 1: up), drifting a little across it, over 30 % to all
+    of the free width: slow and fast."""
+    radius = rng.uniform(0.1, 0.22) * size
     span = size - 2 * radius
-    distance = rng.uniform(0.75, 1.0) * span
-    drift = rng.uniform(-0.2, 0.2) * distance
+    distance = rng.uniform(0.3, 1.0) * span
+    drift = rng.uniform(-0.25, 0.25) * distance
     start = rng.uniform(radius + distance, size - radius)
     across = rng.uniform(radius + max(0.0, -drift), size - radius - max(0.0, drift))
     centre = np.empty((len(progress), 2))
     centre[:, axis] = start - distance * progress
     centre[:, 1 - axis] = across + drift * progress
-    return _Trajectory(
+    trajectory = _Trajectory(
         centre, np.full_like(progress, radius), _still_angle(rng, progress), np.ones_like(progress)
     )
+    return trajectory, "translation"
 
 
-def _rotating(rng: np.random.Generator, progress: np.ndarray, size: int) -> _Trajectory:
-    """Clockwise by 108 to 162 degrees around a pivot in the middle or lower half of the frame, over the top
-    like a metronome's arm or a wiper: the shape points away from the pivot, one radius from it, and its swing
-    is centred within 27 degrees of straight up. Clockwise then carries the shape from left to right,
-    anticlockwise (the same frames backwards) from right to left. Starting at any angle (generator v3), the
-    direction is the sign of a cross product of position and motion, which the demo's tiny model read at chance
-    (README). Steps are at most 11 degrees from frame to frame in 16 frames, far below the half turn at which a
-    step could look like the opposite direction."""
-    radius = rng.uniform(0.2, 0.25) * size
-    # The shape reaches two radii above the pivot and to either side of it, and at most 1.4 radii below it.
-    pivot_x = size / 2 + rng.uniform(-1.0, 1.0) * (size / 2 - 2 * radius)
-    pivot_y = size - 1.5 * radius - rng.uniform(0.0, 0.1) * size
-    pivot = np.array([pivot_x, pivot_y])
-    middle, turn = -np.pi / 2 + rng.uniform(-0.15, 0.15) * np.pi, rng.uniform(0.6, 0.9) * np.pi
-    angle = middle + turn * (progress - 0.5)
-    centre = pivot + radius * np.stack([np.cos(angle), np.sin(angle)], axis=1)
-    return _Trajectory(centre, np.full_like(progress, radius), angle, np.ones_like(progress))
+def _rotating(rng: np.random.Generator, progress: np.ndarray, size: int) -> tuple[_Trajectory, str]:
+    """Clockwise (the angle grows, y pointing down) from any start angle, by 70 to 200 degrees: in place around
+    the object's centre, or carried around a pivot outside it (the object turning with its position, as on a
+    wheel). Steps stay far below the half turn at which a step could look like the opposite direction."""
+    mode = str(rng.choice(ROTATION_MODES))
+    start, turn = rng.uniform(0.0, 2 * np.pi), rng.uniform(0.4, 1.1) * np.pi
+    angle = start + turn * progress
+    if mode == "in place":
+        radius = rng.uniform(0.18, 0.32) * size
+        centre = np.broadcast_to(rng.uniform(radius, size - radius, size=2), (len(progress), 2))
+        return _Trajectory(centre, np.full_like(progress, radius), angle, np.ones_like(progress)), mode
+    radius = rng.uniform(0.12, 0.2) * size
+    orbit = min(rng.uniform(1.0, 1.6) * radius, size / 2 - radius - 1)
+    pivot = rng.uniform(orbit + radius, size - orbit - radius, size=2)
+    centre = pivot + orbit * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    heading = rng.uniform(0.0, 2 * np.pi)  # the object's orientation relative to the line from the pivot
+    return _Trajectory(centre, np.full_like(progress, radius), angle + heading, np.ones_like(progress)), mode
 
 
-def _growing(rng: np.random.Generator, progress: np.ndarray, size: int) -> _Trajectory:
-    """From a small to a large size, geometrically (a constant rate of growth), staying in the frame."""
-    small, large = rng.uniform(0.06, 0.12) * size, rng.uniform(0.3, 0.45) * size
+def _growing(rng: np.random.Generator, progress: np.ndarray, size: int) -> tuple[_Trajectory, str]:
+    """From a small size (5-15 % of the frame) to 1.8 to 4 times it, at a constant rate of growth (geometric) or
+    of size (linear), staying in the frame."""
+    small = rng.uniform(0.05, 0.15) * size
+    large = min(small * rng.uniform(1.8, 4.0), 0.42 * size)
+    geometric = rng.random() < 0.5
+    radius = small * (large / small) ** progress if geometric else small + (large - small) * progress
     centre = rng.uniform(large, size - large, size=2)
-    return _Trajectory(
+    trajectory = _Trajectory(
         np.broadcast_to(centre, (len(progress), 2)),
-        small * (large / small) ** progress,
+        radius,
         _still_angle(rng, progress),
         np.ones_like(progress),
     )
+    return trajectory, "geometric growth" if geometric else "linear growth"
 
 
-def _appearing(rng: np.random.Generator, progress: np.ndarray, size: int) -> _Trajectory:
-    """Fading in linearly between a random start (first third) and end (last third) of the clip."""
-    radius = rng.uniform(0.15, 0.3) * size
+def _appearing(rng: np.random.Generator, progress: np.ndarray, size: int) -> tuple[_Trajectory, str]:
+    """Fading in from invisible to opaque as the motion progresses."""
+    radius = rng.uniform(0.1, 0.3) * size
     centre = rng.uniform(radius, size - radius, size=2)
-    begin, end = rng.uniform(0.0, 0.35), rng.uniform(0.65, 1.0)
-    return _Trajectory(
-        np.broadcast_to(centre, (len(progress), 2)),
-        np.full_like(progress, radius),
-        _still_angle(rng, progress),
-        np.clip((progress - begin) / (end - begin), 0.0, 1.0),
-    )
+    trajectory = _Trajectory(
+        np.broadcast_to(centre, (len(progress), 2)), np.full_like(progress, radius), _still_angle(rng, progress),
+        progress.copy(),
+    )  # fmt: skip
+    return trajectory, "fade"
+
+
+def _wandering(rng: np.random.Generator, num_frames: int, size: int) -> _Trajectory:
+    """A small distractor on a random walk (no preferred direction, so also none in time)."""
+    radius = rng.uniform(0.05, 0.09) * size
+    steps = rng.normal(0.0, 0.02 * size, (num_frames, 2))
+    steps[0] = rng.uniform(radius, size - radius, size=2)
+    centre = np.clip(np.cumsum(steps, axis=0), radius, size - radius)
+    angle = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.normal(0.0, 0.1, num_frames))
+    return _Trajectory(centre, np.full(num_frames, radius), angle, np.ones(num_frames))
 
 
 def _still_angle(rng: np.random.Generator, progress: np.ndarray) -> np.ndarray:
@@ -225,57 +392,81 @@ _FORWARD_MOTIONS = {
 }
 
 
-def _render(shape: str, trajectory: _Trajectory, colour: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """Composite the shape over the background, anti-aliased over one pixel: ``(T, S, S, 3)`` uint8."""
-    size = background.shape[0]
+def _composite(frames: np.ndarray, obj: _Object, offset: np.ndarray) -> None:
+    """Draw `obj` over float frames ``(T, S, S, 3)`` in place, anti-aliased over one pixel, its centre moved
+    by `offset` ``(T, 2)`` pixels."""
+    size = frames.shape[1]
     f32 = np.float32
+    trajectory = obj.trajectory
+    centre = (trajectory.centre + offset).astype(f32)
     coords = np.arange(size, dtype=f32) + 0.5  # pixel centres
-    dx = coords[None, None, :] - trajectory.centre[:, 0, None, None].astype(f32)
-    dy = coords[None, :, None] - trajectory.centre[:, 1, None, None].astype(f32)
+    dx = coords[None, None, :] - centre[:, 0, None, None]
+    dy = coords[None, :, None] - centre[:, 1, None, None]
     cos = np.cos(trajectory.angle).astype(f32)[:, None, None]
     sin = np.sin(trajectory.angle).astype(f32)[:, None, None]
     radius = trajectory.radius.astype(f32)[:, None, None]
-    # Pixel offsets from the centre turned back by the shape's angle: object axes, in pixels.
+    # Pixel offsets from the centre turned back by the object's angle: object axes, in pixels.
     u = cos * dx + sin * dy
     v = cos * dy - sin * dx
-    if shape == "circle":
+    if obj.shape == "circle":
         distance = np.hypot(u, v) - radius
     else:
         # Signed distance in pixels: of a convex piece, the largest over its edges; of the union, the
         # smallest over its pieces.
         distance = np.full(u.shape, np.inf, dtype=f32)
-        for planes in _HALF_PLANES[shape]:
+        for planes in _HALF_PLANES[obj.shape]:
             piece = np.full(u.shape, -np.inf, dtype=f32)
-            for nx, ny, offset in planes.astype(f32):
-                np.maximum(piece, nx * u + ny * v - offset * radius, out=piece)
+            for nx, ny, offset_ in planes.astype(f32):
+                np.maximum(piece, nx * u + ny * v - offset_ * radius, out=piece)
             np.minimum(distance, piece, out=distance)
     alpha = np.clip(0.5 - distance, 0.0, 1.0) * trajectory.opacity.astype(f32)[:, None, None]
-    base = background.astype(f32)
-    frames = base + alpha[..., None] * (colour.astype(f32) - base)
-    return (np.clip(frames, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+    # Second-colour share of the surface, in object units (u, v divided by the radius).
+    un, vn = u / radius, v / radius
+    if obj.texture == "stripes":
+        second = (np.sin(2.5 * np.pi * un) > 0).astype(f32)
+    elif obj.texture == "halves":
+        second = np.clip(0.5 + un * radius, 0.0, 1.0)  # anti-aliased along the dividing line
+    elif obj.texture == "dot":
+        second = np.clip(0.5 - (np.hypot(un - 0.45, vn) - 0.28) * radius, 0.0, 1.0)
+    else:
+        second = np.zeros_like(un)
+    colours = obj.colours.astype(f32)
+    colour = colours[0] + second[..., None] * (colours[1] - colours[0])
+    frames += alpha[..., None] * (colour - frames)
 
 
-def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """A random texture in two muted colours plus fine grain: ``(S, S, 3)`` floats in [0, 1], and the two
+def _background(rng: np.random.Generator, size: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """A background of `kind` in two muted colours plus fine grain: ``(S, S, 3)`` floats in [0, 1], and the two
     colours ``(2, 3)``."""
-    colours = np.array([_hsv(rng, saturation=(0.0, 0.6), value=(0.1, 0.55)) for _ in range(2)])
-    kind = rng.integers(3)
+    colours = np.array([_hsv(rng, saturation=(0.0, 0.6), value=(0.1, 0.6)) for _ in range(2)])
     y, x = np.mgrid[0:size, 0:size] + 0.5
-    if kind == 0:  # smooth noise: a coarse random grid, bilinearly upsampled
+    if kind == "flat":
+        texture = np.zeros((size, size))
+    elif kind == "linear gradient":
+        angle = rng.uniform(0, 2 * np.pi)
+        ramp = x * np.cos(angle) + y * np.sin(angle)
+        texture = (ramp - ramp.min()) / max(np.ptp(ramp), 1e-6)
+    elif kind == "noise":  # smooth noise: a coarse random grid, bilinearly upsampled
         cells = int(rng.integers(3, 9))
         upsample = _bilinear_matrix(cells, size)
         texture = upsample @ rng.uniform(size=(cells, cells)) @ upsample.T
         texture = (texture - texture.min()) / max(np.ptp(texture), 1e-6)
-    elif kind == 1:  # stripes at a random angle and period
+    elif kind == "stripes":  # at a random angle and period
         angle, period, phase = rng.uniform(0, np.pi), rng.uniform(5, 16), rng.uniform(0, 2 * np.pi)
         texture = 0.5 + 0.5 * np.sin(2 * np.pi * (x * np.cos(angle) + y * np.sin(angle)) / period + phase)
-    else:  # a checkerboard, turned by a random angle
+    elif kind == "checkerboard":  # turned by a random angle
         angle, cell = rng.uniform(0, np.pi / 2), rng.uniform(4, 12)
         u = (x * np.cos(angle) + y * np.sin(angle)) / cell
         v = (y * np.cos(angle) - x * np.sin(angle)) / cell
         texture = (np.floor(u) + np.floor(v)) % 2
+    elif kind == "radial gradient":  # around a random point, light falling off or rising outwards
+        cx, cy = rng.uniform(0, size, size=2)
+        distance = np.hypot(x - cx, y - cy)
+        texture = distance / max(distance.max(), 1e-6)
+    else:
+        raise ValueError(f"Unknown background kind {kind!r}.")
     image = colours[0] + texture[..., None] * (colours[1] - colours[0])
-    image += rng.normal(0.0, 0.03, size=(size, size, 1))
+    image += rng.normal(0.0, rng.uniform(0.0, 0.04), size=(size, size, 1))
     return np.clip(image, 0.0, 1.0), colours
 
 
@@ -291,13 +482,14 @@ def _bilinear_matrix(cells: int, size: int) -> np.ndarray:
     return matrix
 
 
-def _object_colour(rng: np.random.Generator, background_colours: np.ndarray) -> np.ndarray:
-    """A vivid colour that stands out from both background colours (redrawn until it does, a few times at most)."""
+def _object_colours(rng: np.random.Generator, background_colours: np.ndarray) -> np.ndarray:
+    """``(2, 3)``: a vivid colour that stands out from both background colours (redrawn until it does, a few
+    times at most), and a darker shade of it for the texture's second part."""
     for _ in range(16):
         colour = _hsv(rng, saturation=(0.5, 1.0), value=(0.7, 1.0))
         if np.linalg.norm(background_colours - colour, axis=1).min() > 0.45:
             break
-    return colour
+    return np.stack([colour, colour * rng.uniform(0.15, 0.45)])
 
 
 def _hsv(rng: np.random.Generator, saturation: tuple[float, float], value: tuple[float, float]) -> np.ndarray:
@@ -334,17 +526,13 @@ def synthetic_prompt_bank() -> PromptBank:
 @dataclass(frozen=True)
 class _ClipJob:
     path: Path
-    class_name: str
-    seed: tuple[int, int, int, int]
-    num_frames: int
-    size: int
+    plan: ClipPlan
     fps: int
 
 
 def _make_clip(job: _ClipJob) -> None:
     """Render and write one clip (runs in worker processes)."""
-    frames = render_clip(job.class_name, np.random.default_rng(job.seed), job.num_frames, job.size)
-    write_mp4(job.path, frames, fps=job.fps)
+    write_mp4(job.path, render_plan(job.plan), fps=job.fps)
 
 
 def write_synthetic_dataset(
@@ -353,6 +541,7 @@ def write_synthetic_dataset(
     num_train_per_class: int = 80,
     num_val_per_class: int = 20,
     num_test_per_class: int = 20,
+    num_heldout_per_class: int = 20,
     num_frames: int = 16,
     size: int = 64,
     fps: int = 8,
@@ -364,12 +553,14 @@ def write_synthetic_dataset(
 
     Clips that already exist are kept, so an interrupted run resumes, and a rerun with larger counts adds
     clips. Resuming with another seed, clip size, frame count or frame rate is refused (``settings.json``
-    records them), since it would mix two datasets in one folder. ``classes.csv``, the annotation lists and
-    ``prompt_bank.json`` are rewritten on every call.
+    records them), since it would mix two datasets in one folder. ``classes.csv``, ``clips.csv``, the annotation
+    lists and ``prompt_bank.json`` are rewritten on every call (drawing a clip's factors is cheap; rendering
+    and encoding it is not).
 
     Args:
         output_dir: the dataset folder (created if needed).
-        num_train_per_class, num_val_per_class, num_test_per_class: clips per class of each split.
+        num_train_per_class, num_val_per_class, num_test_per_class, num_heldout_per_class: clips per class of
+            each split (the held-out one with held-out shapes and backgrounds).
         num_frames: frames per clip, at least 2.
         size: frame height and width in pixels: even (yuv420p) and at least 16.
         fps: frame rate written to the files.
@@ -380,14 +571,18 @@ def write_synthetic_dataset(
     Returns:
         A dict with ``root`` (the output folder), ``classes`` (`SYNTHETIC_CLASSES` as a list), ``counts``
         (split -> number of clips), ``written`` and ``skipped`` (clips encoded by this call, or found
-        already written), ``classes_csv``, ``lists`` (split -> annotation list path) and ``prompt_bank``
-        (paths).
+        already written), ``classes_csv``, ``clips_csv``, ``lists`` (split -> annotation list path) and
+        ``prompt_bank`` (paths).
 
     Raises:
         ValueError: invalid settings, or `output_dir` holds a dataset written with other settings.
     """
     counts = dict(
-        zip(SYNTHETIC_SPLITS, (num_train_per_class, num_val_per_class, num_test_per_class), strict=True)
+        zip(
+            SYNTHETIC_SPLITS,
+            (num_train_per_class, num_val_per_class, num_test_per_class, num_heldout_per_class),
+            strict=True,
+        )
     )
     if any(count < 0 for count in counts.values()):
         raise ValueError(f"Clip counts per class must not be negative, got {counts}.")
@@ -420,7 +615,7 @@ def write_synthetic_dataset(
     settings_path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
 
     digits = max(4, len(str(max(counts.values(), default=1) - 1)))
-    jobs, skipped, lists = [], 0, {}
+    jobs, skipped, lists, factors = [], 0, {}, []
     for split_id, split in enumerate(SYNTHETIC_SPLITS):
         lines = []
         for class_id, class_name in enumerate(SYNTHETIC_CLASSES):
@@ -428,14 +623,24 @@ def write_synthetic_dataset(
             for index in range(counts[split]):
                 relative = f"{split}/{class_name}/{index:0{digits}d}.mp4"
                 lines.append(f"{relative} {class_id}\n")
+                rng = np.random.default_rng((seed, split_id, class_id, index))
+                plan = draw_clip(class_name, rng, num_frames, size, heldout=split == HELDOUT_SPLIT)
+                factors.append((relative, class_name, plan.factors))
                 if (root / relative).exists():
                     skipped += 1
                 else:
-                    seed_key = (seed, split_id, class_id, index)
-                    jobs.append(_ClipJob(root / relative, class_name, seed_key, num_frames, size, fps))
+                    jobs.append(_ClipJob(root / relative, plan, fps))
         lists[split] = root / f"{split}.txt"
         lists[split].write_text("".join(lines), encoding="utf-8")
 
+    clips_csv = root / "clips.csv"
+    with open(clips_csv, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["path", "class", "shape", "texture", "background", "motion", "distractors"])
+        writer.writerows(
+            [path, name, f.shape, f.texture, f.background, f.motion, " ".join(f.distractors)]
+            for path, name, f in factors
+        )
     classes_csv = root / "classes.csv"
     with open(classes_csv, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
@@ -461,6 +666,7 @@ def write_synthetic_dataset(
         "written": len(jobs),
         "skipped": skipped,
         "classes_csv": classes_csv,
+        "clips_csv": clips_csv,
         "lists": lists,
         "prompt_bank": prompt_bank,
     }
@@ -482,8 +688,17 @@ def _run_jobs(jobs: Sequence[_ClipJob], num_workers: int) -> Iterator[None]:
 
 
 __all__ = [
-    "ROTATION_SHAPES",
+    "BACKGROUNDS",
+    "HELDOUT_BACKGROUNDS",
+    "HELDOUT_SHAPES",
+    "HELDOUT_SPLIT",
+    "ORIENTED_SHAPES",
     "SHAPES",
+    "TEXTURES",
+    "ClipFactors",
+    "ClipPlan",
+    "draw_clip",
+    "render_plan",
     "SYNTHETIC_CLASSES",
     "SYNTHETIC_SPLITS",
     "render_clip",

@@ -1,5 +1,6 @@
 """What fine-tuning CLAVER needs beyond `Trainer`: parameter groups, batching with MixUp / CutMix, metrics,
-multi-view testing, figures, resuming from complete checkpoints only, and the run that ties them together."""
+multi-view testing, figures, resuming from complete checkpoints only, a text warm start for text towers trained from
+scratch, and the run that ties them together."""
 
 from .checkpoints import check_checkpoint, checkpoint_problems, latest_complete_checkpoint
 from .collator import VideoClassificationCollator
@@ -12,6 +13,7 @@ from .metrics import (
 )
 from .optim import claver_parameter_groups
 from .run import DataTrainingArguments, ModelArguments, prepare_run, run
+from .text_warm_start import TextWarmStartResult, mean_class_cosine, warm_start_text_tower
 from .trainer import ClaverTrainer, ClaverTrainingArguments
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "ClaverTrainingArguments",
     "DataTrainingArguments",
     "ModelArguments",
+    "TextWarmStartResult",
     "VideoClassificationCollator",
     "check_checkpoint",
     "checkpoint_problems",
@@ -28,7 +31,9 @@ __all__ = [
     "confusion_matrix",
     "latest_complete_checkpoint",
     "load_top_k_accuracy",
+    "mean_class_cosine",
     "predict_multiview",
     "prepare_run",
     "run",
+    "warm_start_text_tower",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from .start import (
     choose_tokenizer,
     clip_shape,
 )
+from .text_warm_start import warm_start_text_tower
 from .trainer import ClaverTrainer, ClaverTrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -293,6 +294,17 @@ def run(
         "world_size": training_args.world_size,
     }
     if training_args.do_train:
+        if training_args.text_warm_start_steps and not training_args.resume_from_checkpoint:
+            # On the training device (the trainer has moved the model there); every process of a distributed run
+            # does the same seeded steps, and DDP broadcasts rank 0's weights when it wraps the model anyway.
+            warm_start = warm_start_text_tower(
+                trainer.model, training_args.text_warm_start_steps, training_args.learning_rate
+            )
+            results["text_warm_start"] = asdict(warm_start)
+            logger.info(
+                f"Text warm start ({warm_start.steps} steps): mean cosine between classes "
+                f"{warm_start.class_cosine_before:.3f} -> {warm_start.class_cosine_after:.3f}"
+            )
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         results["train"] = train_result.metrics
     if "validation" in plan.datasets and training_args.do_eval:

@@ -34,6 +34,14 @@ class ClaverTrainingArguments(TrainingArguments):
     text_lr_multiplier: float = field(
         default=1.0, metadata={"help": "Learning-rate factor of the text tower and its projection."}
     )
+    text_warm_start_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Before training, steps of text-only training on the prompt bank that pull each class's "
+            "prompts together and apart from the other classes' (for a text tower trained from scratch; 0: none). "
+            "See claver_hf.training.text_warm_start."
+        },
+    )
     adam_beta2: float = field(default=0.98, metadata={"help": "AdamW beta2."})
     adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
     weight_decay: float = field(
@@ -48,6 +56,8 @@ class ClaverTrainingArguments(TrainingArguments):
     def __post_init__(self):
         if not self.use_cpu and not torch.accelerator.is_available():
             self.use_cpu = True
+        if self.text_warm_start_steps < 0:
+            raise ValueError(f"--text_warm_start_steps must be 0 or more, got {self.text_warm_start_steps}.")
         super().__post_init__()
 
 
