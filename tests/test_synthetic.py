@@ -1,4 +1,5 @@
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from claver_hf.data.synthetic import (
     HELDOUT_SHAPES,
     ORIENTED_SHAPES,
     ORIENTING_TEXTURES,
+    ROTATION_MODES,
     SHAPES,
     SYNTHETIC_CLASSES,
     SYNTHETIC_SPLITS,
@@ -272,3 +274,22 @@ def test_prompt_bank_passes_the_check(clip_tokenizer):
     assert bank.dataset == "synthetic"
     report = check_prompt_bank(bank, labels=SYNTHETIC_CLASSES, tokenizer=clip_tokenizer, min_per_form=3)
     assert report.ok, report.format()
+
+
+def test_prompt_bank_describes_what_the_generator_draws():
+    """The bank is written from the generator's class definitions: rotations name both modes the generator draws,
+    and no sentence names a held-out shape or background kind (training texts must not describe the held-out
+    split's look)."""
+    bank = synthetic_prompt_bank()
+    held_out_words = [*HELDOUT_SHAPES, *(kind.split()[0] for kind in HELDOUT_BACKGROUNDS)]
+    for name in SYNTHETIC_CLASSES:
+        text = " ".join(bank.views(name)).lower()
+        named = [
+            word for word in held_out_words if len(word) > 1 and re.search(rf"\b{word.lower()}s?\b", text)
+        ]
+        assert not named, (name, named)
+        if name.startswith("rotating"):
+            assert "in place" in ROTATION_MODES and "around a pivot" in ROTATION_MODES
+            assert re.search(r"\bpivot", text) and re.search(r"in place|own (centre|center|middle)", text), (
+                name
+            )
