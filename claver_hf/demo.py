@@ -96,7 +96,10 @@ def demo_arguments(
         num_frames=4,
         image_size=32,
         train_short_side=36,
-        flip_prob=0.0,  # a flip turns "moving left" into "moving right"
+        # Mirrored, transposed and reversed clips relabelled as what they show (a flipped "moving left" is "moving
+        # right"): 16 distinct clips from each one, and every motion seen in every direction (README).
+        label_symmetries="synthetic",
+        flip_prob=0.0,  # the plain flip would keep the label
         # Fixed-size crops, no colour jitter or grayscale: multi-scale crops can cut off where a motion starts or
         # ends, and the flat-coloured shapes on muted backgrounds need no photometric invariance.
         train_scales=[1.0],
