@@ -43,9 +43,10 @@ def test_transformed_synthetic_clips_move_as_their_new_class(seed):
     def centroids(transform: str) -> np.ndarray:
         return _change_centroid(CLIP_TRANSFORMS[transform](clip).permute(0, 2, 3, 1).numpy())
 
-    assert _change_centroid(clip.permute(0, 2, 3, 1).numpy())[-1, 0] < _change_centroid(
-        clip.permute(0, 2, 3, 1).numpy()
-    )[0, 0]
+    assert (
+        _change_centroid(clip.permute(0, 2, 3, 1).numpy())[-1, 0]
+        < _change_centroid(clip.permute(0, 2, 3, 1).numpy())[0, 0]
+    )
     for transform, axis, sign in (("horizontal_flip", 0, 1), ("transpose", 1, -1), ("time_reversal", 0, 1)):
         track = centroids(transform)
         assert sign * (track[-1, axis] - track[0, axis]) > 3, transform
@@ -118,7 +119,9 @@ def test_training_items_are_transformed_with_their_labels(synthetic_dir):
         (VideoFolderDataset, (synthetic_dir / "train",)),
     ):
         plain = dataset_class(*args, processor, training=True, seed=3)
-        always = dataset_class(*args, processor, training=True, seed=3, label_symmetries=symmetries, symmetry_prob=1)
+        always = dataset_class(
+            *args, processor, training=True, seed=3, label_symmetries=symmetries, symmetry_prob=1
+        )
         half = dataset_class(*args, processor, training=True, seed=3, label_symmetries=symmetries)
         labels = plain.id2label
         relabelled = 0

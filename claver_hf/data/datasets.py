@@ -91,9 +91,13 @@ class VideoClassificationDataset(Dataset):
                 raise ValueError(f"Label {label} of {source} is not a class id in [0, {num_classes - 1}].")
         self.id2label = dict(id2label)
         if label_symmetries is not None and not training:
-            raise ValueError("`label_symmetries` are a training augmentation: give them with `training=True` only.")
+            raise ValueError(
+                "`label_symmetries` are a training augmentation: give them with `training=True` only."
+            )
         self.augmentation = (
-            LabelSymmetryAugmentation(label_symmetries, self.id2label, symmetry_prob) if label_symmetries else None
+            LabelSymmetryAugmentation(label_symmetries, self.id2label, symmetry_prob)
+            if label_symmetries
+            else None
         )
         self.processor = processor
         self.training = training

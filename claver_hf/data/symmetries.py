@@ -50,7 +50,9 @@ class LabelSymmetries:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.label_maps) - set(CLIP_TRANSFORMS))
         if unknown:
-            raise ValueError(f"Unknown transformations {unknown} in label symmetries; expected {sorted(CLIP_TRANSFORMS)}.")
+            raise ValueError(
+                f"Unknown transformations {unknown} in label symmetries; expected {sorted(CLIP_TRANSFORMS)}."
+            )
         for name, label_map in self.label_maps.items():
             for source, image in label_map.items():
                 if image is not None and label_map.get(image, "<missing>") != source:

@@ -551,7 +551,7 @@ def synthetic_label_symmetries() -> LabelSymmetries:
             "horizontal_flip": swapping(("moving left", "moving right"), sense),
             "vertical_flip": swapping(("moving up", "moving down"), sense),
             "transpose": swapping(("moving left", "moving up"), ("moving right", "moving down"), sense),
-            "time_reversal": swapping(*zip(SYNTHETIC_CLASSES[::2], SYNTHETIC_CLASSES[1::2])),
+            "time_reversal": swapping(*zip(SYNTHETIC_CLASSES[::2], SYNTHETIC_CLASSES[1::2], strict=True)),
         }
     )
 
