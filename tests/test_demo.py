@@ -6,7 +6,7 @@ import torch
 
 from claver_hf import demo
 from claver_hf.cli import main
-from claver_hf.data.synthetic import write_synthetic_dataset
+from claver_hf.data.synthetic import SYNTHETIC_CLASSES, write_synthetic_dataset
 from claver_hf.demo import direction_accuracy, pair_direction_accuracy, reversed_pair_accuracy, run_demo
 from claver_hf.training.run import prepare_run
 from claver_hf.training.text_warm_start import mean_class_cosine, warm_start_text_tower
@@ -37,6 +37,14 @@ def test_demo_model_starts_with_videos_and_classes_apart(tmp_path):
     )  # fmt: skip
     arguments = demo.demo_arguments(tmp_path / "model", dataset["root"], num_workers=0, progress=False)
     plan = prepare_run(*arguments)
+    # Training clips: whole frames like the tests', mirrored and reversed with the classes they then show.
+    video_processor = plan.processor.video_processor
+    assert video_processor.train_short_side == video_processor.crop_size.height == 32
+    assert list(video_processor.train_scales) == [1.0] and video_processor.flip_prob == 0
+    permutations = plan.datasets["train"].augmentation.permutations
+    reversal = permutations["time_reversal"]
+    assert all(plan.id2label[int(reversal[i])] == _pair_of(name) for i, name in plan.id2label.items())
+    assert set(permutations) == {"horizontal_flip", "vertical_flip", "transpose", "time_reversal"}
     model = plan.model.eval()
     videos = torch.stack([plan.datasets["train"][i]["pixel_values"] for i in range(10)])  # one per class
     with torch.no_grad():
@@ -48,6 +56,11 @@ def test_demo_model_starts_with_videos_and_classes_apart(tmp_path):
     assert mean_class_cosine(model) > 0.8
     warm_start_text_tower(model, arguments[2].text_warm_start_steps, arguments[2].learning_rate)
     assert mean_class_cosine(model) < 0.3
+
+
+def _pair_of(name: str) -> str:
+    index = SYNTHETIC_CLASSES.index(name)
+    return SYNTHETIC_CLASSES[index ^ 1]
 
 
 def test_demo_runs_end_to_end_at_tiny_scale(tmp_path):

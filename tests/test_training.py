@@ -221,6 +221,24 @@ def test_few_shot_and_bad_arguments(dataset_dir, tmp_path):
         prepare_run(model, data, training)
 
 
+def test_label_symmetries_reach_the_training_split_only(dataset_dir, tmp_path):
+    model, data, training = arguments(dataset_dir, tmp_path / "o")
+    symmetries = tmp_path / "symmetries.json"
+    symmetries.write_text(json.dumps({"time_reversal": {"clapping": "clapping", "waving": None}}))
+    data.label_symmetries, data.symmetry_prob = str(symmetries), 1.0
+    with pytest.raises(ValueError, match="give --flip_prob 0"):
+        prepare_run(model, data, training)
+    data.flip_prob = 0.0
+    plan = prepare_run(model, data, training)
+    train = plan.datasets["train"]
+    assert train.augmentation.permutations["time_reversal"].tolist() == [0, -1]
+    assert train.augmentation.probability == 1.0
+    assert plan.datasets["validation"].augmentation is None and plan.datasets["test"].augmentation is None
+    symmetries.write_text(json.dumps({"time_reversal": {"clapping": "clapping"}}))
+    with pytest.raises(ValueError, match="missing \\['waving'\\]"):
+        prepare_run(model, data, training)
+
+
 def test_resumed_run_ends_like_an_uninterrupted_one(dataset_dir, tmp_path):
     """A run killed after its step-2 checkpoint and resumed from it ends with the same weights and metrics.
 

@@ -42,6 +42,7 @@ from torch.utils.data import Dataset, default_collate
 from ..processing.video_processing_claver import ClaverVideoProcessor
 from ..video_io.common import VIDEO_EXTENSIONS, VideoDecodingError
 from ..video_io.container import probe_video
+from .symmetries import LabelSymmetries, LabelSymmetryAugmentation
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class VideoClassificationDataset(Dataset):
             the `samples_per_class` examples.
         samples_per_class: keep this many samples of each class (few-shot), drawn with `seed` among the readable
             ones; every class must have that many.
+        label_symmetries: training only: mirror or reverse clips with probability `symmetry_prob` per
+            transformation and relabel them as these maps say (`claver_hf.data.symmetries`).
     """
 
     def __init__(
@@ -77,6 +80,8 @@ class VideoClassificationDataset(Dataset):
         num_probe_threads: int = 8,
         seed: int = 0,
         samples_per_class: int | None = None,
+        label_symmetries: LabelSymmetries | None = None,
+        symmetry_prob: float = 0.5,
     ):
         if on_error not in ("raise", "skip"):
             raise ValueError(f"`on_error` must be 'raise' or 'skip', got {on_error!r}.")
@@ -85,6 +90,15 @@ class VideoClassificationDataset(Dataset):
             if not 0 <= label < num_classes:
                 raise ValueError(f"Label {label} of {source} is not a class id in [0, {num_classes - 1}].")
         self.id2label = dict(id2label)
+        if label_symmetries is not None and not training:
+            raise ValueError(
+                "`label_symmetries` are a training augmentation: give them with `training=True` only."
+            )
+        self.augmentation = (
+            LabelSymmetryAugmentation(label_symmetries, self.id2label, symmetry_prob)
+            if label_symmetries
+            else None
+        )
         self.processor = processor
         self.training = training
         self.on_error = on_error
@@ -179,12 +193,15 @@ class VideoClassificationDataset(Dataset):
                 outputs = self.processor(
                     path, training=self.training, return_tensors="pt", **self.processor_kwargs
                 )
+                pixel_values = outputs["pixel_values"]
+                if self.augmentation is not None:  # training: one view
+                    clip, label = self.augmentation(pixel_values[0], label)
+                    pixel_values = clip[None]
         except VideoDecodingError as error:
             if self.on_error == "raise":
                 raise
             logger.warning(f"Skipping unreadable video {self._describe(index)}: {error.reason}")
             return None
-        pixel_values = outputs["pixel_values"]
         return {
             "pixel_values": pixel_values if "video_index" in outputs else pixel_values[0],
             "labels": label,

@@ -5,7 +5,8 @@ anticlockwise, growing / shrinking, appearing / disappearing. Each clip shows on
 class says, and everything that should not matter is drawn at random per clip from the clip's seed:
 
 - the object: a shape (convex or not, rotationally symmetric or not), a surface texture (flat, stripes, two
-  halves, an off-centre dot: textures turn with the object), a vivid colour, a size;
+  halves, an off-centre dot, in a pale tint of the object's colour: textures turn with the object), a vivid
+  colour, a size;
 - the background: flat, a linear gradient, smooth noise or stripes (checkerboards and radial gradients are held
   out, below), in two muted colours, with fine grain, plus noise that changes from frame to frame;
 - the motion: start position, extent and so speed (slow ones included), when it starts and ends within the clip
@@ -16,7 +17,9 @@ class says, and everything that should not matter is drawn at random per clip fr
   wander at random.
 
 Rotation needs a visible orientation: a rotating object is an asymmetric shape, or a symmetric one with a
-texture that marks its orientation (two halves or a dot).
+texture that marks its orientation (two halves or a dot), and it is drawn larger than the objects of the other
+classes, so that its orientation still shows at the demo's 32 pixels. Generator version 6 made these choices after
+version 5's rotations proved hard to see at 32 pixels (README, "Demo robustness").
 
 The second class of each pair is the first one played backwards: `render_clip` draws every random choice
 in the same way for both, renders the first class's motion and reverses the frame order for the second. So
@@ -69,6 +72,7 @@ from tqdm.auto import tqdm
 
 from ..prompts.bank import PromptBank, load_prompt_bank
 from .prepare import write_h264
+from .symmetries import LabelSymmetries
 
 SYNTHETIC_CLASSES: tuple[str, ...] = (
     "moving left",
@@ -87,7 +91,7 @@ SYNTHETIC_SPLITS: tuple[str, ...] = ("train", "validation", "test", HELDOUT_SPLI
 
 # Bumped whenever the rendering or encoding changes what a seed produces: a dataset written by another
 # version is not resumed.
-_GENERATOR_VERSION = 5
+_GENERATOR_VERSION = 6
 _SETTINGS_FILE = "settings.json"
 
 # Shapes as unions of convex polygons, in object units: each fits the unit disc around the origin, whose
@@ -124,8 +128,9 @@ _POLYGONS: dict[str, tuple[np.ndarray, ...]] = {
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "arrow", "L", "cross")
 HELDOUT_SHAPES: tuple[str, ...] = ("T", "star", "hexagon")
 # Shapes whose outline shows which way they point (no rotational symmetry); the others need an orienting
-# texture to rotate visibly.
-ORIENTED_SHAPES: tuple[str, ...] = ("triangle", "arrow", "L", "T")
+# texture to rotate visibly. The triangle is not one: its outline is close to a third-turn symmetric one, so at 32
+# pixels a turn of 80 degrees looks like one of 40 the other way.
+ORIENTED_SHAPES: tuple[str, ...] = ("arrow", "L", "T")
 # Surface textures, in object coordinates (they turn with the object).
 TEXTURES: tuple[str, ...] = ("flat", "stripes", "halves", "dot")
 ORIENTING_TEXTURES: tuple[str, ...] = ("halves", "dot")
@@ -323,17 +328,20 @@ def _moving(rng: np.random.Generator, progress: np.ndarray, size: int, axis: int
 
 
 def _rotating(rng: np.random.Generator, progress: np.ndarray, size: int) -> tuple[_Trajectory, str]:
-    """Clockwise (the angle grows, y pointing down) from any start angle, by 70 to 200 degrees: in place around
-    the object's centre, or carried around a pivot outside it (the object turning with its position, as on a
-    wheel). Steps stay far below the half turn at which a step could look like the opposite direction."""
+    """Clockwise (the angle grows, y pointing down) from any start angle: in place around the object's centre, by 70
+    to 200 degrees, or carried around a pivot outside it (the object turning with its position, as on a wheel), by
+    125 to 215 degrees (a shorter arc looks like a straight path). Steps stay below the half turn at which a step
+    could look like the opposite direction."""
     mode = str(rng.choice(ROTATION_MODES))
-    start, turn = rng.uniform(0.0, 2 * np.pi), rng.uniform(0.4, 1.1) * np.pi
+    start = rng.uniform(0.0, 2 * np.pi)
+    turn = rng.uniform(0.4, 1.1) * np.pi if mode == "in place" else rng.uniform(0.7, 1.2) * np.pi
     angle = start + turn * progress
+    # Larger than translated objects: an orientation must stay visible at the demo's 32 pixels.
     if mode == "in place":
-        radius = rng.uniform(0.18, 0.32) * size
+        radius = rng.uniform(0.22, 0.36) * size
         centre = np.broadcast_to(rng.uniform(radius, size - radius, size=2), (len(progress), 2))
         return _Trajectory(centre, np.full_like(progress, radius), angle, np.ones_like(progress)), mode
-    radius = rng.uniform(0.12, 0.2) * size
+    radius = rng.uniform(0.15, 0.22) * size
     orbit = min(rng.uniform(1.0, 1.6) * radius, size / 2 - radius - 1)
     pivot = rng.uniform(orbit + radius, size - orbit - radius, size=2)
     centre = pivot + orbit * np.stack([np.cos(angle), np.sin(angle)], axis=1)
@@ -427,7 +435,7 @@ def _composite(frames: np.ndarray, obj: _Object, offset: np.ndarray) -> None:
     elif obj.texture == "halves":
         second = np.clip(0.5 + un * radius, 0.0, 1.0)  # anti-aliased along the dividing line
     elif obj.texture == "dot":
-        second = np.clip(0.5 - (np.hypot(un - 0.45, vn) - 0.28) * radius, 0.0, 1.0)
+        second = np.clip(0.5 - (np.hypot(un - 0.45, vn) - 0.35) * radius, 0.0, 1.0)
     else:
         second = np.zeros_like(un)
     colours = obj.colours.astype(f32)
@@ -484,12 +492,14 @@ def _bilinear_matrix(cells: int, size: int) -> np.ndarray:
 
 def _object_colours(rng: np.random.Generator, background_colours: np.ndarray) -> np.ndarray:
     """``(2, 3)``: a vivid colour that stands out from both background colours (redrawn until it does, a few
-    times at most), and a darker shade of it for the texture's second part."""
+    times at most), and a pale tint of it for the texture's second part: lighter than the vivid colour and the
+    muted backgrounds, so that a texture marking an orientation stays visible (a dark shade vanished into dark
+    backgrounds)."""
     for _ in range(16):
         colour = _hsv(rng, saturation=(0.5, 1.0), value=(0.7, 1.0))
         if np.linalg.norm(background_colours - colour, axis=1).min() > 0.45:
             break
-    return np.stack([colour, colour * rng.uniform(0.15, 0.45)])
+    return np.stack([colour, 1.0 - (1.0 - colour) * rng.uniform(0.05, 0.3)])
 
 
 def _hsv(rng: np.random.Generator, saturation: tuple[float, float], value: tuple[float, float]) -> np.ndarray:
@@ -521,6 +531,29 @@ def write_mp4(
 def synthetic_prompt_bank() -> PromptBank:
     """The interpretive prompt bank of `SYNTHETIC_CLASSES` (shipped as ``prompts/banks/synthetic.json``)."""
     return load_prompt_bank("synthetic")
+
+
+def synthetic_label_symmetries() -> LabelSymmetries:
+    """The class each of `SYNTHETIC_CLASSES` becomes when its clips are mirrored or played backwards: a mirror image
+    swaps the directions along the mirrored axis and the sense of rotation, the transpose (mirror along the
+    diagonal) also left with up, the reversal each class with its pair. The generator draws every other factor
+    symmetrically, so a transformed clip is a clip of its new class."""
+
+    def swapping(*pairs: tuple[str, str]) -> dict[str, str]:
+        label_map = {name: name for name in SYNTHETIC_CLASSES}
+        for first, second in pairs:
+            label_map[first], label_map[second] = second, first
+        return label_map
+
+    sense = ("rotating clockwise", "rotating anticlockwise")
+    return LabelSymmetries(
+        {
+            "horizontal_flip": swapping(("moving left", "moving right"), sense),
+            "vertical_flip": swapping(("moving up", "moving down"), sense),
+            "transpose": swapping(("moving left", "moving up"), ("moving right", "moving down"), sense),
+            "time_reversal": swapping(*zip(SYNTHETIC_CLASSES[::2], SYNTHETIC_CLASSES[1::2], strict=True)),
+        }
+    )
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from ..data.datasets import (
     VideoClassificationDataset,
     VideoFolderDataset,
 )
+from ..data.symmetries import load_label_symmetries
 from ..modeling.modeling_claver import ClaverForVideoClassification
 from ..processing.processing_claver import ClaverProcessor
 from ..processing.tokenization import CLIP_TOKENIZER, WORD_LEVEL_TOKENIZER, check_tokenizer_fits
@@ -116,6 +117,18 @@ class DataTrainingArguments:
     flip_prob: float = field(
         default=0.5, metadata={"help": "Horizontal flip probability (0 for direction-sensitive classes)."}
     )
+    label_symmetries: str | None = field(
+        default=None,
+        metadata={
+            "help": "Label-mapped augmentation: 'synthetic' or a JSON file giving, for horizontal_flip, "
+            "vertical_flip, transpose and time_reversal, the class each class becomes (null: not transformed); "
+            "each is applied to training clips with probability --symmetry_prob. Replaces --flip_prob, which "
+            "must then be 0 (see claver_hf.data.symmetries)."
+        },
+    )
+    symmetry_prob: float = field(
+        default=0.5, metadata={"help": "Probability of each transformation of --label_symmetries."}
+    )
     train_scales: list[float] = field(
         default_factory=lambda: [1.0, 0.875, 0.75, 0.66],
         metadata={
@@ -147,10 +160,17 @@ class RunPlan:
 
 
 def _split_options(data: DataTrainingArguments, seed: int) -> dict[str, dict[str, Any]]:
-    """Dataset arguments of each split: training randomness (seeded) and few-shot selection for train, the final
-    test's views for test."""
+    """Dataset arguments of each split: training randomness (seeded), few-shot selection and label-mapped
+    augmentation for train, the final test's views for test."""
+    symmetries = load_label_symmetries(data.label_symmetries) if data.label_symmetries else None
     return {
-        "train": {"training": True, "seed": seed, "samples_per_class": data.few_shot_k},
+        "train": {
+            "training": True,
+            "seed": seed,
+            "samples_per_class": data.few_shot_k,
+            "label_symmetries": symmetries,
+            "symmetry_prob": data.symmetry_prob,
+        },
         "validation": {},
         "test": {"processor_kwargs": {"num_clips": data.test_num_clips, "num_crops": data.test_num_crops}},
     }
@@ -211,9 +231,14 @@ def _check_data_arguments(data: DataTrainingArguments) -> None:
             raise ValueError(f"--{name} must be >= 1, got {value}.")
     if not data.train_scales or not all(0 < scale <= 1 for scale in data.train_scales):
         raise ValueError(f"--train_scales must be fractions in (0, 1], got {data.train_scales}.")
-    for name in ("flip_prob", "color_jitter_prob", "grayscale_prob"):
+    for name in ("flip_prob", "color_jitter_prob", "grayscale_prob", "symmetry_prob"):
         if not 0 <= getattr(data, name) <= 1:
             raise ValueError(f"--{name} must be a probability in [0, 1], got {getattr(data, name)}.")
+    if data.label_symmetries and data.flip_prob > 0:
+        raise ValueError(
+            f"--label_symmetries {data.label_symmetries!r} flips clips with their labels; --flip_prob "
+            f"{data.flip_prob} would also flip them without: give --flip_prob 0."
+        )
     if data.on_error not in ("raise", "skip"):
         raise ValueError(f"--on_error must be 'raise' or 'skip', got {data.on_error!r}.")
 
