@@ -63,8 +63,8 @@ DEMO_MODEL_CONFIG: dict[str, Any] = {
 }
 
 
-# Clips per class (train, validation, test, heldout) and epochs: `make demo` from a fresh clone took 6 min 45 s on two
-# CPU cores with generator v6, install, dataset writing and both tests included (measured: README).
+# Clips per class (train, validation, test, heldout) and epochs: `make demo` from a fresh clone took 7 min 21 s on two
+# CPU cores with generator v7, install, dataset writing and both tests included (measured: README).
 DEMO_CLIPS_PER_CLASS: tuple[int, int, int, int] = (200, 20, 40, 40)
 DEMO_EPOCHS: float = 24
 # At 1e-3 the sense of rotation was learnt only late, as the schedule decayed, and less often (README).
