@@ -16,10 +16,14 @@ class says, and everything that should not matter is drawn at random per clip fr
 - small camera shake (the whole picture jitters by a pixel or two) and up to two small distractor objects that
   wander at random.
 
-Rotation needs a visible orientation: a rotating object is an asymmetric shape, or a symmetric one with a
-texture that marks its orientation (two halves or a dot), and it is drawn larger than the objects of the other
-classes, so that its orientation still shows at the demo's 32 pixels. Generator version 6 made these choices after
-version 5's rotations proved hard to see at 32 pixels (README, "Demo robustness").
+Rotation needs a visible orientation, and one that cannot be read the wrong way round: a rotating object is a
+shape whose outline has no rotational symmetry (`ORIENTED_SHAPES`), or a circle (no outline cue at all) with a
+texture that marks its orientation (two halves or a dot). A square or a cross turned by more than an eighth of a
+turn between two frames a model sees looks turned the other way by the rest of the quarter turn, so such shapes
+never rotate. Every rotation turns less than half a turn in all, so no step between any two frames can look like
+the opposite sense either. Rotating objects are drawn larger than the objects of the other classes, so that their
+orientation still shows at the demo's 32 pixels. Generators 6 and 7 made these choices after the rotations of
+version 5, and then the in-place rotations of version 6, were told apart at chance (README, "Demo robustness").
 
 The second class of each pair is the first one played backwards: `render_clip` draws every random choice
 in the same way for both, renders the first class's motion and reverses the frame order for the second. So
@@ -30,7 +34,7 @@ choice of the generator is symmetric in time (shake and grain are drawn independ
 wander without a preferred direction, the motion window's start and end have mirrored ranges), so no cue but
 the motion's direction separates a pair.
 
-Held-out split: ``heldout`` clips are drawn from shapes (`HELDOUT_SHAPES`: a T, a star, a hexagon) and
+Held-out split: ``heldout`` clips are drawn from shapes (`HELDOUT_SHAPES`: a T, a flag, a star, a hexagon) and
 background kinds (`HELDOUT_BACKGROUNDS`: checkerboard, radial gradient) that no ``train``, ``validation`` or
 ``test`` clip contains, neither for the main object nor for a distractor: it measures whether a model learnt
 the motions rather than the look of the training clips.
@@ -91,7 +95,7 @@ SYNTHETIC_SPLITS: tuple[str, ...] = ("train", "validation", "test", HELDOUT_SPLI
 
 # Bumped whenever the rendering or encoding changes what a seed produces: a dataset written by another
 # version is not resumed.
-_GENERATOR_VERSION = 6
+_GENERATOR_VERSION = 7
 _SETTINGS_FILE = "settings.json"
 
 # Shapes as unions of convex polygons, in object units: each fits the unit disc around the origin, whose
@@ -123,14 +127,17 @@ _POLYGONS: dict[str, tuple[np.ndarray, ...]] = {
         *(np.stack([_STAR_TIPS[k], _STAR_INNER[k - 1], _STAR_INNER[k]]) for k in range(5)),
     ),
     "hexagon": (0.9 * np.stack([np.cos(b := np.arange(6) * np.pi / 3), np.sin(b)], axis=1),),
+    "flag": (
+        np.array([[-0.55, -0.8], [-0.3, -0.8], [-0.3, 0.8], [-0.55, 0.8]]),
+        np.array([[-0.3, -0.8], [0.85, -0.4], [-0.3, 0.0]]),
+    ),
 }
 # Shapes of the train / validation / test clips, and those of the held-out split only.
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "arrow", "L", "cross")
-HELDOUT_SHAPES: tuple[str, ...] = ("T", "star", "hexagon")
-# Shapes whose outline shows which way they point (no rotational symmetry); the others need an orienting
-# texture to rotate visibly. The triangle is not one: its outline is close to a third-turn symmetric one, so at 32
-# pixels a turn of 80 degrees looks like one of 40 the other way.
-ORIENTED_SHAPES: tuple[str, ...] = ("arrow", "L", "T")
+HELDOUT_SHAPES: tuple[str, ...] = ("T", "flag", "star", "hexagon")
+# Shapes whose outline shows which way they point (no rotational symmetry). Rotating objects take one of these, or
+# a circle with an orienting texture: a symmetric outline's turn reads as the opposite one beyond half its period.
+ORIENTED_SHAPES: tuple[str, ...] = ("arrow", "L", "T", "flag")
 # Surface textures, in object coordinates (they turn with the object).
 TEXTURES: tuple[str, ...] = ("flat", "stripes", "halves", "dot")
 ORIENTING_TEXTURES: tuple[str, ...] = ("halves", "dot")
@@ -231,9 +238,11 @@ def draw_clip(
     background_kind = str(rng.choice(HELDOUT_BACKGROUNDS if heldout else BACKGROUNDS))
     background, background_colours = _background(rng, size + 2 * margin, background_kind)
 
-    shape, texture = str(rng.choice(shapes)), str(rng.choice(TEXTURES))
-    if forward_class == "rotating clockwise" and shape not in ORIENTED_SHAPES:
-        texture = str(rng.choice(ORIENTING_TEXTURES))  # a symmetric outline turns visibly only with a marker
+    if forward_class == "rotating clockwise":  # an orientation that cannot be read the wrong way round
+        shape = str(rng.choice([s for s in shapes if s in ORIENTED_SHAPES or s == "circle"]))
+        texture = str(rng.choice(ORIENTING_TEXTURES if shape == "circle" else TEXTURES))
+    else:
+        shape, texture = str(rng.choice(shapes)), str(rng.choice(TEXTURES))
     progress = _time_profile(rng, num_frames)
     trajectory, motion = _FORWARD_MOTIONS[forward_class](rng, progress, size)
     main = _Object(shape, texture, _object_colours(rng, background_colours), trajectory)
@@ -329,12 +338,12 @@ def _moving(rng: np.random.Generator, progress: np.ndarray, size: int, axis: int
 
 def _rotating(rng: np.random.Generator, progress: np.ndarray, size: int) -> tuple[_Trajectory, str]:
     """Clockwise (the angle grows, y pointing down) from any start angle: in place around the object's centre, by 70
-    to 200 degrees, or carried around a pivot outside it (the object turning with its position, as on a wheel), by
-    125 to 215 degrees (a shorter arc looks like a straight path). Steps stay below the half turn at which a step
-    could look like the opposite direction."""
+    to 160 degrees, or carried around a pivot outside it (the object turning with its position, as on a wheel), by
+    125 to 175 degrees (a shorter arc looks like a straight path). The whole turn stays below the half turn, so no
+    step between any two frames, however few a model samples, can look like the opposite direction."""
     mode = str(rng.choice(ROTATION_MODES))
     start = rng.uniform(0.0, 2 * np.pi)
-    turn = rng.uniform(0.4, 1.1) * np.pi if mode == "in place" else rng.uniform(0.7, 1.2) * np.pi
+    turn = rng.uniform(0.4, 0.9) * np.pi if mode == "in place" else rng.uniform(0.7, 0.97) * np.pi
     angle = start + turn * progress
     # Larger than translated objects: an orientation must stay visible at the demo's 32 pixels.
     if mode == "in place":
@@ -350,9 +359,9 @@ def _rotating(rng: np.random.Generator, progress: np.ndarray, size: int) -> tupl
 
 
 def _growing(rng: np.random.Generator, progress: np.ndarray, size: int) -> tuple[_Trajectory, str]:
-    """From a small size (5-15 % of the frame) to 1.8 to 4 times it, at a constant rate of growth (geometric) or
-    of size (linear), staying in the frame."""
-    small = rng.uniform(0.05, 0.15) * size
+    """From a small size (8-15 % of the frame: smaller starts look like a fade-in at 32 pixels) to 1.8 to 4 times
+    it, at a constant rate of growth (geometric) or of size (linear), staying in the frame."""
+    small = rng.uniform(0.08, 0.15) * size
     large = min(small * rng.uniform(1.8, 4.0), 0.42 * size)
     geometric = rng.random() < 0.5
     radius = small * (large / small) ** progress if geometric else small + (large - small) * progress
