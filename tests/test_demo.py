@@ -78,6 +78,8 @@ def test_demo_runs_end_to_end_at_tiny_scale(tmp_path):
     # The final model and its results only: no per-epoch checkpoint folders unless asked for.
     assert not list(model_dir.glob("checkpoint-*"))
     assert results["test"]["views"] == "1x1" and len(results["reversed_pair_accuracy"]) == 5
+    assert results["test"]["label_mapped_views"] == ["horizontal_flip", "vertical_flip", "transpose"]
+    assert "x 8 label-mapped images" in (model_dir / "README.md").read_text()
     assert 0 <= results["direction_accuracy"] <= 1
     heldout = results["heldout"]
     assert sum(map(sum, heldout["confusion_matrix"])) == 10 and len(heldout["reversed_pair_accuracy"]) == 5

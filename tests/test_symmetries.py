@@ -1,4 +1,5 @@
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,9 +11,12 @@ from claver_hf.data.symmetries import (
     LabelSymmetries,
     LabelSymmetryAugmentation,
     load_label_symmetries,
+    symmetric_views,
+    transform_clips,
 )
 from claver_hf.data.synthetic import SYNTHETIC_CLASSES, synthetic_label_symmetries
 from claver_hf.processing import ClaverVideoProcessor
+from claver_hf.training.metrics import predict_multiview
 
 from .test_synthetic import _change_centroid, _main_object_only
 
@@ -139,3 +143,84 @@ def test_training_items_are_transformed_with_their_labels(synthetic_dir):
         assert 0 < relabelled < len(plain)  # at probability 0.5, some items change class and some keep theirs
     with pytest.raises(ValueError, match="training augmentation"):
         VideoFolderDataset(synthetic_dir / "train", processor, label_symmetries=symmetries)
+
+
+def test_symmetric_views_compose_the_label_maps_in_the_order_the_clip_is_transformed():
+    maps = synthetic_label_symmetries().label_maps
+    id2label = dict(enumerate(SYNTHETIC_CLASSES))
+    spatial = ("horizontal_flip", "vertical_flip", "transpose")
+    permutations = synthetic_label_symmetries().permutations(id2label)
+    views = symmetric_views({name: permutations[name] for name in spatial})
+    assert len(views) == 8 and views[0][0] == () and views[0][1].tolist() == list(range(10))
+    assert {names for names, _ in views} == {
+        tuple(name for name in spatial if name in subset)
+        for subset in (
+            (),
+            *[(a,) for a in spatial],
+            *[(a, b) for a in spatial for b in spatial if a < b],
+            spatial,
+        )
+    }
+    for names, permutation in views:
+        for index, name in id2label.items():
+            for transform in names:
+                name = maps[transform][name]
+            assert id2label[int(permutation[index])] == name, (names, id2label[index])
+    # Mirrored then transposed, "moving left" becomes "moving right", then "moving down".
+    permutation = dict(views)[("horizontal_flip", "transpose")]
+    assert id2label[int(permutation[SYNTHETIC_CLASSES.index("moving left")])] == "moving down"
+
+
+def test_symmetric_views_need_every_class_s_image():
+    permutations = LabelSymmetries({"time_reversal": {"a": "b", "b": "a", "z": None}}).permutations(
+        {0: "z", 1: "a", 2: "b"}
+    )
+    with pytest.raises(ValueError, match="'time_reversal' maps class ids \\[0\\] to null"):
+        symmetric_views(permutations)
+    with pytest.raises(ValueError, match="at least one"):
+        symmetric_views({})
+
+
+def test_transform_clips_applies_the_transformations_in_order():
+    clips = torch.arange(2 * 3 * 4 * 1 * 5 * 5, dtype=torch.float32).reshape(
+        2, 3, 4, 1, 5, 5
+    )  # (B, N, T, C, H, W)
+    assert torch.equal(transform_clips(clips, ()), clips)
+    assert torch.equal(
+        transform_clips(clips, ("horizontal_flip", "transpose", "time_reversal")),
+        clips.flip(-1).transpose(-1, -2).flip(-4),
+    )
+    with pytest.raises(ValueError, match="square frames, got \\(5, 4\\)"):
+        transform_clips(clips[..., :4], ("transpose",))
+
+
+class _BrighterSideReader(torch.nn.Module):
+    """Says class 0 ("moving left") when the left half of a clip is the brighter, class 1 ("moving right") when the
+    right half is: a model whose answer mirrors with the clip."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(()))  # gives the model a device
+
+    def forward(self, pixel_values: torch.Tensor) -> SimpleNamespace:
+        half = pixel_values.shape[-1] // 2
+        left = pixel_values[..., :half].flatten(1).mean(1) > pixel_values[..., half:].flatten(1).mean(1)
+        probabilities = torch.stack([left, ~left], dim=-1).float() * 0.9 + 0.05
+        return SimpleNamespace(logits=probabilities.log())
+
+
+def test_symmetric_test_views_read_each_view_back_through_the_class_it_shows():
+    clip = torch.zeros(2, 3, 4, 4)  # (T, C, H, W), bright on the left: class 0
+    clip[..., :2] = 1.0
+    dataset = [{"pixel_values": clip, "labels": 0}]
+    plain, labels = predict_multiview(_BrighterSideReader(), dataset, progress=False)
+    assert plain[0].tolist() == pytest.approx([0.95, 0.05]) and labels.tolist() == [0]
+    # Mirrored, the clip is bright on the right and read as class 1, which is class 0 mirrored: still class 0.
+    symmetries = {"horizontal_flip": torch.tensor([1, 0]), "vertical_flip": torch.tensor([0, 1])}
+    averaged, _ = predict_multiview(_BrighterSideReader(), dataset, progress=False, symmetries=symmetries)
+    assert averaged[0].tolist() == pytest.approx([0.95, 0.05])
+    # A mirror image counted as the class it shows, not read back, would halve the evidence.
+    unmapped = {"horizontal_flip": torch.tensor([0, 1])}
+    assert predict_multiview(_BrighterSideReader(), dataset, progress=False, symmetries=unmapped)[0][
+        0
+    ].tolist() == pytest.approx([0.5, 0.5])

@@ -234,6 +234,13 @@ def test_label_symmetries_reach_the_training_split_only(dataset_dir, tmp_path):
     assert train.augmentation.permutations["time_reversal"].tolist() == [0, -1]
     assert train.augmentation.probability == 1.0
     assert plan.datasets["validation"].augmentation is None and plan.datasets["test"].augmentation is None
+    data.test_symmetries = ["horizontal_flip"]
+    with pytest.raises(ValueError, match="--test_symmetries \\['horizontal_flip'\\] are not among"):
+        prepare_run(model, data, training)
+    data.test_symmetries = ["time_reversal"]
+    with pytest.raises(ValueError, match="maps \\['waving'\\] to null"):
+        prepare_run(model, data, training)
+    data.test_symmetries = []
     symmetries.write_text(json.dumps({"time_reversal": {"clapping": "clapping"}}))
     with pytest.raises(ValueError, match="missing \\['waving'\\]"):
         prepare_run(model, data, training)

@@ -23,6 +23,7 @@ inverse, so each map must be too: ``a -> b`` needs ``b -> a``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -104,6 +105,44 @@ class LabelSymmetryAugmentation:
             if apply and image >= 0:
                 clip, label = CLIP_TRANSFORMS[name](clip), image
         return clip, label
+
+
+def symmetric_views(permutations: Mapping[str, torch.Tensor]) -> list[tuple[tuple[str, ...], torch.Tensor]]:
+    """The test-time views a set of label symmetries gives: every composition of the transformations (``2**k``
+    views for `k` of them, the unchanged clip first), each with the `(num_classes,)` permutation it induces (class
+    ``c`` of the original clip shows as class ``permutation[c]`` in the view).
+
+    `permutations` are those of [`LabelSymmetries.permutations`], for the transformations to average over. Each
+    must be a whole permutation: a class mapped to ``null`` has no known image, so a view would have no label to
+    read it back as. Horizontal flip, vertical flip and transpose give the 8 mirror images and quarter turns.
+    """
+    if not permutations:
+        raise ValueError("Symmetric views need at least one label symmetry.")
+    views: list[tuple[tuple[str, ...], torch.Tensor]] = []
+    for name, permutation in permutations.items():
+        if (permutation < 0).any():
+            raise ValueError(
+                f"Label symmetry {name!r} maps class ids {(permutation < 0).nonzero().flatten().tolist()} to null: a "
+                "test-time view needs every class's image, so leave this transformation out of the test views."
+            )
+    for included in itertools.product((False, True), repeat=len(permutations)):
+        names = tuple(name for name, use in zip(permutations, included, strict=True) if use)
+        composed = torch.arange(len(next(iter(permutations.values()))))
+        for name in names:  # applied in this order to the clip, so to its class too
+            composed = permutations[name][composed]
+        views.append((names, composed))
+    return views
+
+
+def transform_clips(pixel_values: torch.Tensor, names: tuple[str, ...]) -> torch.Tensor:
+    """Apply the transformations `names` of `CLIP_TRANSFORMS`, in order, to clips `(..., T, C, H, W)`."""
+    if "transpose" in names and pixel_values.shape[-1] != pixel_values.shape[-2]:
+        raise ValueError(
+            f"The transpose view needs square frames, got {tuple(pixel_values.shape[-2:])} (H, W)."
+        )
+    for name in names:
+        pixel_values = CLIP_TRANSFORMS[name](pixel_values)
+    return pixel_values
 
 
 def load_label_symmetries(name_or_path: str | os.PathLike) -> LabelSymmetries:

@@ -1,8 +1,9 @@
 """Evaluation: top-k accuracy through `evaluate` (offline, with the module shipped here), multi-view testing
-(clips × crops, docs/text-bank.md#inference-the-scoring-rule) and the confusion matrix."""
+(clips × crops, docs/text-bank.md#inference-the-scoring-rule; label-mapped mirror images) and the confusion matrix."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from tqdm.auto import tqdm
 from transformers import EvalPrediction
 
 from ..data.datasets import collate_video_batch
+from ..data.symmetries import symmetric_views, transform_clips
 
 TOP_K_ACCURACY_PATH = str(Path(__file__).with_name("top_k_accuracy"))
 
@@ -36,19 +38,28 @@ def compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
 
 @torch.no_grad()
 def predict_multiview(
-    model: torch.nn.Module, dataset: Dataset, batch_size: int = 4, num_workers: int = 0, progress: bool = True
+    model: torch.nn.Module,
+    dataset: Dataset,
+    batch_size: int = 4,
+    num_workers: int = 0,
+    progress: bool = True,
+    symmetries: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities per video, averaged over its test views, and the labels.
 
     Items of `dataset` hold `pixel_values` `(N, T, C, H, W)` (a multi-view processor setting) or
     `(T, C, H, W)`; `model` (a [`ClaverForVideoClassification`]) scores the `N` views of each video together, by
-    the rule of [`class_log_probs`].
+    the rule of [`class_log_probs`]. With `symmetries` (transformation name -> class permutation, from
+    [`LabelSymmetries.permutations`]), each video is also scored mirrored, turned or reversed as they say (every
+    composition of them, [`symmetric_views`]), each view's probabilities read back through the class it shows,
+    and the views' probabilities averaged.
 
     Returns:
         `(probabilities (B, C), labels (B,))` as numpy arrays.
     """
     model.eval()
     device = next(model.parameters()).device
+    views = symmetric_views(symmetries) if symmetries else [((), None)]
     loader = DataLoader(
         dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_video_batch
     )
@@ -57,7 +68,11 @@ def predict_multiview(
         pixel_values = batch["pixel_values"].to(device)
         if pixel_values.ndim == 5:
             pixel_values = pixel_values[:, None]
-        probabilities.append(model(pixel_values=pixel_values).logits.exp().float().cpu())
+        total = 0
+        for names, permutation in views:
+            view = model(pixel_values=transform_clips(pixel_values, names)).logits.exp().float().cpu()
+            total = total + (view if permutation is None else view[:, permutation])
+        probabilities.append(total / len(views))
         labels.append(batch["labels"])
     return torch.cat(probabilities).numpy(), torch.cat(labels).numpy()
 

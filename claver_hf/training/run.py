@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import set_seed
 
 from ..data.datasets import (
@@ -139,6 +140,14 @@ class DataTrainingArguments:
     grayscale_prob: float = field(default=0.2, metadata={"help": "Grayscale probability."})
     test_num_clips: int = field(default=1, metadata={"help": "Temporal views of the final test (paper: 4)."})
     test_num_crops: int = field(default=1, metadata={"help": "Spatial views of the final test (paper: 3)."})
+    test_symmetries: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Transformations of --label_symmetries the final test also averages over, each view read back "
+            "through the class it shows: k of them give 2**k views (horizontal_flip vertical_flip transpose: "
+            "the 8 mirror images and quarter turns). Every class needs an image under each."
+        },
+    )
     mixup_alpha: float = field(default=0.8, metadata={"help": "MixUp alpha (0 disables)."})
     cutmix_alpha: float = field(default=1.0, metadata={"help": "CutMix alpha (0 disables)."})
     label_smoothing: float = field(default=0.1, metadata={"help": "Label smoothing."})
@@ -239,6 +248,21 @@ def _check_data_arguments(data: DataTrainingArguments) -> None:
             f"--label_symmetries {data.label_symmetries!r} flips clips with their labels; --flip_prob "
             f"{data.flip_prob} would also flip them without: give --flip_prob 0."
         )
+    if data.test_symmetries:
+        named = load_label_symmetries(data.label_symmetries).label_maps if data.label_symmetries else {}
+        missing = [name for name in data.test_symmetries if name not in named]
+        if missing:
+            raise ValueError(
+                f"--test_symmetries {missing} are not among the transformations of --label_symmetries "
+                f"{data.label_symmetries!r} ({sorted(named)})."
+            )
+        for name in data.test_symmetries:
+            unknown = sorted(label for label, image in named[name].items() if image is None)
+            if unknown:
+                raise ValueError(
+                    f"--test_symmetries {name!r}: --label_symmetries maps {unknown[:5]} to null, so a test view "
+                    "of their clips would have no class to be read back as."
+                )
     if data.on_error not in ("raise", "skip"):
         raise ValueError(f"--on_error must be 'raise' or 'skip', got {data.on_error!r}.")
 
@@ -376,7 +400,7 @@ def _model_card(
     vision = plan.model.config.vision_config
     protocol = (
         f"{vision.num_frames} frames at {vision.image_size}x{vision.image_size}; test views "
-        f"{data.test_num_clips} clips x {data.test_num_crops} crops; validation 1 view; prompt bank: {bank}; "
+        f"{_test_views(data)}; validation 1 view; prompt bank: {bank}; "
         "class probabilities averaged over the text views."
     )
     training = "Fine-tuned" if model_args.model_name_or_path else "Trained from scratch"
@@ -389,16 +413,35 @@ def _model_card(
     )  # fmt: skip
 
 
+def test_symmetries(data: DataTrainingArguments, id2label: dict[int, str]) -> dict[str, torch.Tensor] | None:
+    """The class permutations of the final test's label-mapped views (`--test_symmetries`), or None."""
+    if not data.test_symmetries:
+        return None
+    permutations = load_label_symmetries(data.label_symmetries).permutations(id2label)
+    return {name: permutations[name] for name in data.test_symmetries}
+
+
+def _test_views(data: DataTrainingArguments) -> str:
+    views = f"{data.test_num_clips} clips x {data.test_num_crops} crops"
+    if data.test_symmetries:
+        views += (
+            f" x {2 ** len(data.test_symmetries)} label-mapped images ({', '.join(data.test_symmetries)})"
+        )
+    return views
+
+
 def _final_test(trainer: ClaverTrainer, plan: RunPlan, data: DataTrainingArguments, output_dir: Path) -> dict:
     test = plan.datasets["test"]  # built with the test views (`_split_options`)
     probabilities, labels = predict_multiview(
-        trainer.model, test, batch_size=trainer.args.per_device_eval_batch_size
-    )
+        trainer.model, test, batch_size=trainer.args.per_device_eval_batch_size,
+        symmetries=test_symmetries(data, plan.id2label),
+    )  # fmt: skip
     metrics = load_top_k_accuracy().compute(predictions=probabilities, references=labels, k=[1, 5])
     matrix = confusion_matrix(probabilities.argmax(1), labels, len(plan.id2label))
     plot_confusion_matrix(matrix, list(plan.id2label.values()), output_dir / "confusion_matrix.png")
     return {
         **metrics,
         "views": f"{data.test_num_clips}x{data.test_num_crops}",
+        **({"label_mapped_views": list(data.test_symmetries)} if data.test_symmetries else {}),
         "confusion_matrix": matrix.tolist(),
     }
