@@ -23,7 +23,9 @@ turn between two frames a model sees looks turned the other way by the rest of t
 never rotate. Every rotation turns less than half a turn in all, so no step between any two frames can look like
 the opposite sense either. Rotating objects are drawn larger than the objects of the other classes, so that their
 orientation still shows at the demo's 32 pixels. Generators 6 and 7 made these choices after the rotations of
-version 5, and then the in-place rotations of version 6, were told apart at chance (README, "Demo robustness").
+version 5, and then the in-place rotations of version 6, were told apart at chance; generator 8 draws in-place
+rotations larger still and pivots closer, after those of version 7 were the demo's main error (README, "Demo
+robustness").
 
 The second class of each pair is the first one played backwards: `render_clip` draws every random choice
 in the same way for both, renders the first class's motion and reverses the frame order for the second. So
