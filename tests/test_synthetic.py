@@ -120,6 +120,14 @@ def test_forward_classes_move_as_named(seed, heldout):
     low, high = (0.4, 0.9) if plan.factors.motion == "in place" else (0.7, 0.97)
     assert np.all(np.diff(main.trajectory.angle) >= 0) and low * np.pi - 0.01 < turn < high * np.pi + 0.01
     assert turn < np.pi
+    # Large enough, and on arcs tight enough, that the turn shows at 32 pixels rather than passing for a translation.
+    radius = main.trajectory.radius[0]
+    if plan.factors.motion == "in place":
+        assert radius >= 0.28 * 64 and np.ptp(main.trajectory.centre, axis=0).max() == 0
+    else:
+        chord = np.linalg.norm(main.trajectory.centre[-1] - main.trajectory.centre[0])
+        orbit = chord / (2 * np.sin(turn / 2))
+        assert radius >= 0.18 * 64 and 0.7 * radius - 0.01 < orbit < 1.2 * radius + 0.01
     assert main.shape in ORIENTED_SHAPES or (main.shape == "circle" and main.texture in ORIENTING_TEXTURES)
     # Appearing: every frame differs more from the first (the background alone) than the one before.
     appearing = _main_object_only("appearing", seed, heldout).astype(float)
