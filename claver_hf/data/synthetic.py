@@ -97,7 +97,7 @@ SYNTHETIC_SPLITS: tuple[str, ...] = ("train", "validation", "test", HELDOUT_SPLI
 
 # Bumped whenever the rendering or encoding changes what a seed produces: a dataset written by another
 # version is not resumed.
-_GENERATOR_VERSION = 8
+_GENERATOR_VERSION = 9
 _SETTINGS_FILE = "settings.json"
 
 # Shapes as unions of convex polygons, in object units: each fits the unit disc around the origin, whose
@@ -139,7 +139,7 @@ SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "arrow", "L", "cross"
 HELDOUT_SHAPES: tuple[str, ...] = ("T", "flag", "star", "hexagon")
 # Shapes whose outline shows which way they point (no rotational symmetry). Rotating objects take one of these, or
 # a circle with an orienting texture: a symmetric outline's turn reads as the opposite one beyond half its period.
-ORIENTED_SHAPES: tuple[str, ...] = ("arrow", "L", "T", "flag")
+ORIENTED_SHAPES: tuple[str, ...] = ("triangle", "arrow", "L", "T", "flag")
 # Surface textures, in object coordinates (they turn with the object).
 TEXTURES: tuple[str, ...] = ("flat", "stripes", "halves", "dot")
 ORIENTING_TEXTURES: tuple[str, ...] = ("halves", "dot")
