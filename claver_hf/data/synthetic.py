@@ -26,8 +26,7 @@ orientation still shows at the demo's 32 pixels. Generators 6 and 7 made these c
 version 5, and then the in-place rotations of version 6, were told apart at chance; generator 8 draws in-place
 rotations larger still and pivots closer, after those of version 7 were the demo's main error; generator 9 lets
 the triangle rotate too (isosceles: one mirror axis, no rotational symmetry), so that training shows three oriented
-outlines turning rather than two, and the model learns the turn rather than the look of an arrow or an L (README,
-"Demo robustness").
+outlines turning rather than two before the held-out split shows new ones (README, "Demo robustness").
 
 The second class of each pair is the first one played backwards: `render_clip` draws every random choice
 in the same way for both, renders the first class's motion and reverses the frame order for the second. So
