@@ -69,7 +69,7 @@ DEMO_MODEL_CONFIG: dict[str, Any] = {
 
 
 # Clips per class (train, validation, test, heldout) and epochs: of the changes tried for the sense of rotation, 30
-# epochs rather than 24 raised held-out top-1 most (README). `make demo` from a fresh clone took 8 min 3 s on two CPU
+# epochs rather than 24 raised held-out top-1 most (README). `make demo` from a fresh clone took 9 min 16 s on two CPU
 # cores, install, dataset writing and both tests included (measured: README).
 DEMO_CLIPS_PER_CLASS: tuple[int, int, int, int] = (200, 20, 40, 40)
 DEMO_EPOCHS: float = 30

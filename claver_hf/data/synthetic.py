@@ -24,8 +24,9 @@ never rotate. Every rotation turns less than half a turn in all, so no step betw
 the opposite sense either. Rotating objects are drawn larger than the objects of the other classes, so that their
 orientation still shows at the demo's 32 pixels. Generators 6 and 7 made these choices after the rotations of
 version 5, and then the in-place rotations of version 6, were told apart at chance; generator 8 draws in-place
-rotations larger still and pivots closer, after those of version 7 were the demo's main error (README, "Demo
-robustness").
+rotations larger still and pivots closer, after those of version 7 were the demo's main error; generator 9 lets
+the triangle rotate too (isosceles: one mirror axis, no rotational symmetry), so that training shows three oriented
+outlines turning rather than two before the held-out split shows new ones (README, "Demo robustness").
 
 The second class of each pair is the first one played backwards: `render_clip` draws every random choice
 in the same way for both, renders the first class's motion and reverses the frame order for the second. So
@@ -97,7 +98,7 @@ SYNTHETIC_SPLITS: tuple[str, ...] = ("train", "validation", "test", HELDOUT_SPLI
 
 # Bumped whenever the rendering or encoding changes what a seed produces: a dataset written by another
 # version is not resumed.
-_GENERATOR_VERSION = 8
+_GENERATOR_VERSION = 9
 _SETTINGS_FILE = "settings.json"
 
 # Shapes as unions of convex polygons, in object units: each fits the unit disc around the origin, whose
@@ -139,7 +140,8 @@ SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "arrow", "L", "cross"
 HELDOUT_SHAPES: tuple[str, ...] = ("T", "flag", "star", "hexagon")
 # Shapes whose outline shows which way they point (no rotational symmetry). Rotating objects take one of these, or
 # a circle with an orienting texture: a symmetric outline's turn reads as the opposite one beyond half its period.
-ORIENTED_SHAPES: tuple[str, ...] = ("arrow", "L", "T", "flag")
+# (The isosceles triangle is one of them since generator 9.)
+ORIENTED_SHAPES: tuple[str, ...] = ("triangle", "arrow", "L", "T", "flag")
 # Surface textures, in object coordinates (they turn with the object).
 TEXTURES: tuple[str, ...] = ("flat", "stripes", "halves", "dot")
 ORIENTING_TEXTURES: tuple[str, ...] = ("halves", "dot")
