@@ -124,7 +124,7 @@ def demo_arguments(
         mixup_alpha=0.0,
         cutmix_alpha=0.0,
         test_symmetries=list(DEMO_TEST_SYMMETRIES),
-        # The training and validation clips (about 440 MB decoded) are decoded once rather than at every epoch,
+        # The training and validation clips (about 430 MB decoded) are decoded once rather than at every epoch,
         # which leaves the cores to the model: no data workers are needed (README, "Demo speed").
         cache_videos=True,
     )
