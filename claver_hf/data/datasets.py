@@ -18,8 +18,8 @@ logged with its path (from the worker process that met it), and `collate_video_b
 With `cache_videos=True` every video is decoded whole once, when the dataset is built, and kept in memory: each
 item then samples and augments frames of the cached array exactly as it would those of the file (the same item for
 the same seed, epoch and index), without decoding again at every epoch. For small datasets (the demo's, few-shot
-subsets): it holds all their frames, at their stored size, in RAM. A video that probes fine but fails to decode
-follows `on_error` there.
+subsets): it holds all their frames, at their stored size, in RAM (in each training process that builds it). A
+video that probes fine but fails to decode follows `on_error` there.
 
 Training items are random (TSN frames, augmentation) but reproducible: item `index` of epoch `epoch` draws from
 torch's generator seeded with `(seed, epoch, index)` (`dataset.seed`, `dataset.set_epoch`), so a clip does not
@@ -68,7 +68,8 @@ class VideoClassificationDataset(Dataset):
         training: random TSN frames and augmentation (`True`) or evaluation sampling (`False`).
         on_error: `"raise"` or `"skip"` unreadable videos (see the module docstring).
         processor_kwargs: extra keyword arguments for every processor call (e.g. `num_clips=4, num_crops=3`).
-        num_probe_threads: threads that probe the videos when `on_error="skip"`.
+        num_probe_threads: threads that probe the videos when `on_error="skip"`, and decode them for
+            `cache_videos`.
         seed: with the epoch (`set_epoch`) and the index, seeds the randomness of each training item, and draws
             the `samples_per_class` examples.
         samples_per_class: keep this many samples of each class (few-shot), drawn with `seed` among the readable

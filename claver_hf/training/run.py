@@ -160,7 +160,8 @@ class DataTrainingArguments:
         metadata={
             "help": "Decode the train and validation videos once, before training, and keep all their frames in "
             "memory instead of decoding them at every epoch: for datasets whose decoded frames fit in RAM "
-            "(frames x height x width x 3 bytes per video). Items are the same as without it."
+            "(frames x height x width x 3 bytes per video, in every training process). Items are the same as "
+            "without it."
         },
     )
 
