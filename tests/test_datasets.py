@@ -84,6 +84,57 @@ def test_training_items_are_seeded_by_seed_epoch_and_index(folder, processor):
     assert torch.equal(evaluation[3]["pixel_values"], evaluation[3]["pixel_values"])
 
 
+def test_cached_items_are_the_items_of_the_files(folder, processor):
+    """Cached frames give the very items the files give (seeded training frames and augmentation at every epoch,
+    evaluation views, frame-rate sampling), in worker processes too, without reading the files again."""
+    settings = [
+        {"training": True, "seed": 4},
+        {"processor_kwargs": {"num_clips": 2, "num_crops": 3}},
+        {"processor_kwargs": {"fps": 10}},  # needs the frame rate, which the cache keeps
+    ]
+    for kwargs in settings:
+        files = VideoFolderDataset(folder, processor, **kwargs)
+        cached = VideoFolderDataset(folder, processor, cache_videos=True, **kwargs)
+        assert files.cache is None and len(cached.cache) == len(files) == 6
+        for epoch in (0, 1):
+            files.set_epoch(epoch)
+            cached.set_epoch(epoch)
+            for index in range(len(files)):
+                expected, item = files[index], cached[index]
+                assert torch.equal(item["pixel_values"], expected["pixel_values"]), (kwargs, epoch, index)
+                assert item["labels"] == expected["labels"]
+    assert cached[0]["pixel_values"].shape == (8, 3, 32, 32)  # 20 frames at 25 fps: 0.8 s at 10 fps
+
+    training = VideoFolderDataset(folder, processor, training=True, cache_videos=True)
+    expected = torch.stack([training[i]["pixel_values"] for i in range(len(training))])
+    for video in folder.rglob("*.mp4"):
+        video.unlink()
+    loader = DataLoader(training, batch_size=2, num_workers=2, collate_fn=collate_video_batch)
+    assert torch.equal(torch.cat([batch["pixel_values"] for batch in loader]), expected)
+
+
+def test_videos_that_fail_to_decode_into_the_cache_raise_or_are_skipped(
+    folder, processor, monkeypatch, caplog
+):
+    broken = str(folder / "running" / "running_0.mp4")
+    decode = processor.fetch_videos
+
+    def fetch_videos(path, *args, **kwargs):
+        if str(path) == broken:  # probes fine, fails while decoding
+            raise VideoDecodingError(path, "invalid data at frame 12")
+        return decode(path, *args, **kwargs)
+
+    monkeypatch.setattr(processor, "fetch_videos", fetch_videos)
+    with pytest.raises(VideoDecodingError, match="running_0.mp4: invalid data at frame 12"):
+        VideoFolderDataset(folder, processor, cache_videos=True)
+    with caplog.at_level(logging.WARNING):
+        lenient = VideoFolderDataset(folder, processor, cache_videos=True, on_error="skip")
+    assert lenient.skipped == {broken: "invalid data at frame 12"}
+    assert len(lenient) == len(lenient.cache) == 5
+    assert [lenient[i]["labels"] for i in range(5)] == [0, 0, 1, 2, 2]
+    assert "Skipping 1 undecodable video(s) of 6" in caplog.text and "running_0.mp4" in caplog.text
+
+
 def test_samples_per_class_are_drawn_with_the_seed(folder, processor):
     few = VideoFolderDataset(folder, processor, samples_per_class=1, seed=3)
     assert [label for _, label in few.samples] == [0, 1, 2]

@@ -35,8 +35,11 @@ def test_demo_model_starts_with_videos_and_classes_apart(tmp_path):
         tmp_path / "data", num_train_per_class=1, num_val_per_class=1, num_test_per_class=0,
         num_heldout_per_class=0, num_workers=1, progress=False,
     )  # fmt: skip
-    arguments = demo.demo_arguments(tmp_path / "model", dataset["root"], num_workers=0, progress=False)
+    arguments = demo.demo_arguments(tmp_path / "model", dataset["root"], progress=False)
     plan = prepare_run(*arguments)
+    # Clips decoded once, in this process; the cores go to the model (README, "Demo speed").
+    assert arguments[2].dataloader_num_workers == 0
+    assert [len(plan.datasets[split].cache) for split in ("train", "validation")] == [10, 10]
     # Training clips: whole frames like the tests', mirrored and reversed with the classes they then show.
     video_processor = plan.processor.video_processor
     assert video_processor.train_short_side == video_processor.crop_size.height == 32

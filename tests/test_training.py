@@ -183,6 +183,7 @@ def test_few_shot_and_bad_arguments(dataset_dir, tmp_path):
     assert (
         plan.datasets["test"].processor_kwargs == views and plan.datasets["validation"].processor_kwargs == {}
     )
+    assert all(dataset.cache is None for dataset in plan.datasets.values())
     video_processor = plan.processor.video_processor
     assert list(video_processor.train_scales) == [1.0]
     assert video_processor.color_jitter_prob == video_processor.grayscale_prob == 0.0
@@ -195,6 +196,11 @@ def test_few_shot_and_bad_arguments(dataset_dir, tmp_path):
             eval_dataset=plan.datasets["train"],
         )
     training.dataloader_num_workers, training.dataloader_persistent_workers = 0, False
+    data.cache_videos = True  # the splits read at every epoch, decoded once
+    plan = prepare_run(model, data, training)
+    assert [len(plan.datasets[split].cache) for split in ("train", "validation")] == [4, 4]
+    assert plan.datasets["test"].cache is None
+    data.cache_videos = False
     data.few_shot_k = 9
     with pytest.raises(ValueError, match="fewer than 9 training examples"):
         prepare_run(model, data, training)

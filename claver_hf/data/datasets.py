@@ -15,6 +15,12 @@ paths and keeps them in `dataset.skipped` (path -> reason). Nothing is ever repl
 that probes fine but fails later while decoding is skipped too: the item comes back as `None`, the failure is
 logged with its path (from the worker process that met it), and `collate_video_batch` drops it from its batch.
 
+With `cache_videos=True` every video is decoded whole once, when the dataset is built, and kept in memory: each
+item then samples and augments frames of the cached array exactly as it would those of the file (the same item for
+the same seed, epoch and index), without decoding again at every epoch. For small datasets (the demo's, few-shot
+subsets): it holds all their frames, at their stored size, in RAM (in each training process that builds it). A
+video that probes fine but fails to decode follows `on_error` there.
+
 Training items are random (TSN frames, augmentation) but reproducible: item `index` of epoch `epoch` draws from
 torch's generator seeded with `(seed, epoch, index)` (`dataset.seed`, `dataset.set_epoch`), so a clip does not
 depend on the number of worker processes, on the loading order, or on whether the run was resumed.
@@ -28,16 +34,18 @@ import logging
 import os
 import random
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
+from transformers.video_utils import VideoMetadata
 
 from ..processing.video_processing_claver import ClaverVideoProcessor
 from ..video_io.common import VIDEO_EXTENSIONS, VideoDecodingError
@@ -47,6 +55,7 @@ from .symmetries import LabelSymmetries, LabelSymmetryAugmentation
 logger = logging.getLogger(__name__)
 
 OnError = Literal["raise", "skip"]
+_Read = TypeVar("_Read")
 
 
 class VideoClassificationDataset(Dataset):
@@ -59,13 +68,16 @@ class VideoClassificationDataset(Dataset):
         training: random TSN frames and augmentation (`True`) or evaluation sampling (`False`).
         on_error: `"raise"` or `"skip"` unreadable videos (see the module docstring).
         processor_kwargs: extra keyword arguments for every processor call (e.g. `num_clips=4, num_crops=3`).
-        num_probe_threads: threads that probe the videos when `on_error="skip"`.
+        num_probe_threads: threads that probe the videos when `on_error="skip"`, and decode them for
+            `cache_videos`.
         seed: with the epoch (`set_epoch`) and the index, seeds the randomness of each training item, and draws
             the `samples_per_class` examples.
         samples_per_class: keep this many samples of each class (few-shot), drawn with `seed` among the readable
             ones; every class must have that many.
         label_symmetries: training only: mirror or reverse clips with probability `symmetry_prob` per
             transformation and relabel them as these maps say (`claver_hf.data.symmetries`).
+        cache_videos: decode every video whole once, here, with `num_probe_threads` threads, and keep the frames in
+            memory (see the module docstring).
     """
 
     def __init__(
@@ -82,6 +94,7 @@ class VideoClassificationDataset(Dataset):
         samples_per_class: int | None = None,
         label_symmetries: LabelSymmetries | None = None,
         symmetry_prob: float = 0.5,
+        cache_videos: bool = False,
     ):
         if on_error not in ("raise", "skip"):
             raise ValueError(f"`on_error` must be 'raise' or 'skip', got {on_error!r}.")
@@ -112,38 +125,54 @@ class VideoClassificationDataset(Dataset):
             for source, label in samples
         ]
         if on_error == "skip":
-            self.samples = self._drop_unreadable(self.samples, num_probe_threads)
+            self._keep_readable(probe_video, num_probe_threads, "unreadable")
         if samples_per_class is not None:
             self.samples = self._draw_per_class(self.samples, samples_per_class)
+        # Frames and metadata of each sample, in `samples` order, when cached.
+        self.cache: list[tuple[np.ndarray, VideoMetadata]] | None = None
+        if cache_videos:
+            self.cache = self._keep_readable(self._decode_whole, num_probe_threads, "undecodable")
+            size = sum(frames.nbytes for frames, _ in self.cache)
+            logger.info(f"Decoded {len(self.cache)} videos into memory ({size / 2**20:.0f} MiB).")
 
     @property
     def label2id(self) -> dict[str, int]:
         return {name: i for i, name in self.id2label.items()}
 
-    def _drop_unreadable(self, samples: list[tuple[Any, int]], num_threads: int) -> list[tuple[Any, int]]:
-        def check(index: int) -> str | None:
+    def _keep_readable(self, read: Callable[[str], _Read], num_threads: int, unreadable: str) -> list[_Read]:
+        """`read(path)` of every sample, in `num_threads` threads. A `VideoDecodingError` is raised with
+        `on_error="raise"`; with `"skip"` its sample is dropped from `samples`, logged and kept in `skipped`."""
+
+        def attempt(index: int) -> _Read | VideoDecodingError:
             try:
                 with self._local_video(index) as path:
-                    probe_video(path)
+                    return read(path)
             except VideoDecodingError as error:
-                return error.reason
-            return None
+                if self.on_error == "raise":
+                    raise
+                return error
 
         with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
-            reasons = list(pool.map(check, range(len(samples))))
-        kept = []
-        for index, reason in enumerate(reasons):
-            if reason is None:
-                kept.append(samples[index])
+            results = list(pool.map(attempt, range(len(self.samples))))
+        kept_samples, kept_results, skipped = [], [], {}
+        for index, result in enumerate(results):
+            if isinstance(result, VideoDecodingError):
+                skipped[self._describe(index)] = result.reason
             else:
-                self.skipped[self._describe(index)] = reason
-        if self.skipped:
-            listed = "; ".join(f"{p}: {r}" for p, r in list(self.skipped.items())[:5])
+                kept_samples.append(self.samples[index])
+                kept_results.append(result)
+        if skipped:
+            listed = "; ".join(f"{p}: {r}" for p, r in list(skipped.items())[:5])
             logger.warning(
-                f"Skipping {len(self.skipped)} unreadable video(s) of {len(samples)} "
-                f"(on_error='skip'), e.g. {listed}"
+                f"Skipping {len(skipped)} {unreadable} video(s) of {len(self.samples)} (on_error='skip'), e.g. {listed}"
             )
-        return kept
+        self.skipped.update(skipped)
+        self.samples = kept_samples
+        return kept_results
+
+    def _decode_whole(self, path: str) -> tuple[np.ndarray, VideoMetadata]:
+        """Every frame of one video file, with its metadata, as the processor decodes them."""
+        return self.processor.fetch_videos(path)
 
     def _draw_per_class(self, samples: list[tuple[Any, int]], k: int) -> list[tuple[Any, int]]:
         """`k` samples of each class drawn with `self.seed`, by class id then in drawing order."""
@@ -186,12 +215,23 @@ class VideoClassificationDataset(Dataset):
         """A local file holding the video of item `index` while the context lasts."""
         yield self.samples[index][0]
 
+    @contextmanager
+    def _processor_inputs(self, index: int) -> Iterator[dict[str, Any]]:
+        """The processor's input arguments for item `index`: its cached frames, or its file."""
+        if self.cache is None:
+            with self._local_video(index) as path:
+                yield {"videos": path}
+        else:
+            frames, metadata = self.cache[index]
+            # A fresh metadata object per call: sampling writes the frames it takes into it.
+            yield {"videos": frames, "video_metadata": [asdict(metadata)]}
+
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         label = self.samples[index][1]
         try:
-            with self._local_video(index) as path, self._item_randomness(index):
+            with self._processor_inputs(index) as inputs, self._item_randomness(index):
                 outputs = self.processor(
-                    path, training=self.training, return_tensors="pt", **self.processor_kwargs
+                    **inputs, training=self.training, return_tensors="pt", **self.processor_kwargs
                 )
                 pixel_values = outputs["pixel_values"]
                 if self.augmentation is not None:  # training: one view

@@ -155,6 +155,15 @@ class DataTrainingArguments:
         default=None, metadata={"help": "Train on K examples per class (few-shot)."}
     )
     on_error: str = field(default="skip", metadata={"help": "raise | skip unreadable videos."})
+    cache_videos: bool = field(
+        default=False,
+        metadata={
+            "help": "Decode the train and validation videos once, before training, and keep all their frames in "
+            "memory instead of decoding them at every epoch: for datasets whose decoded frames fit in RAM "
+            "(frames x height x width x 3 bytes per video, in every training process). Items are the same as "
+            "without it."
+        },
+    )
 
 
 @dataclass
@@ -170,7 +179,7 @@ class RunPlan:
 
 def _split_options(data: DataTrainingArguments, seed: int) -> dict[str, dict[str, Any]]:
     """Dataset arguments of each split: training randomness (seeded), few-shot selection and label-mapped
-    augmentation for train, the final test's views for test."""
+    augmentation for train, the final test's views for test; the splits read at every epoch are cached if asked."""
     symmetries = load_label_symmetries(data.label_symmetries) if data.label_symmetries else None
     return {
         "train": {
@@ -179,8 +188,9 @@ def _split_options(data: DataTrainingArguments, seed: int) -> dict[str, dict[str
             "samples_per_class": data.few_shot_k,
             "label_symmetries": symmetries,
             "symmetry_prob": data.symmetry_prob,
+            "cache_videos": data.cache_videos,
         },
-        "validation": {},
+        "validation": {"cache_videos": data.cache_videos},
         "test": {"processor_kwargs": {"num_clips": data.test_num_clips, "num_crops": data.test_num_crops}},
     }
 
